@@ -1,0 +1,32 @@
+// Linear layers with the kernel chosen by shape and storage, y = x·Wᵀ + b.
+//
+// Storage of W ([out, in] in PyTorch layout):
+//   - float: fp32 or bf16 (CPU), fp16/bf16 (CUDA)
+//   - int8:  int8 [out, in]   + per-row scale [out] (ChatGLM published layout, spec §3)
+//   - int4:  int8 [out, in/2] + per-row scale [out]; high nibble = even column, low = odd column
+// Activations stay floating point (weight-only quantization).
+//
+// Why a dispatcher: batch-1 decode is memory-bandwidth bound, and libtorch's `linear` with a
+// single row goes through sgemm at ~5 GB/s per thread while `addmv` (sgemv) reaches ~25 GB/s.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace glmpipe {
+
+struct LinearWeight {
+  at::Tensor weight;  // [out, in] float, or int8 [out, in] / [out, in/2] when bits = 8 / 4
+  at::Tensor scale;   // [out] per-row scale (quantized only), same dtype as activations
+  at::Tensor bias;    // [out] or undefined
+  int bits = 0;       // 0 = float weight, 8 or 4 = quantized
+  int64_t in_features = 0;
+  int64_t out_features = 0;
+
+  bool quantized() const { return bits != 0; }
+  int64_t weight_bytes() const;  // resident bytes of weight + scale + bias
+};
+
+// x: [tokens, in] (contiguous, activation dtype) → [tokens, out]
+at::Tensor linear_forward(const at::Tensor& x, const LinearWeight& w);
+
+}  // namespace glmpipe
