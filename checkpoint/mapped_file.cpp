@@ -1,0 +1,154 @@
+// MappedFile (mmap/madvise), dtype name tables, atomic file writes.
+#include "checkpoint/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+#include "common/error.h"
+
+namespace glmpipe {
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  GLMPIPE_CHECK(fd >= 0) << path << ": cannot open: " << std::strerror(errno);
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    GLMPIPE_FAIL() << path << ": cannot stat: " << std::strerror(err);
+  }
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->size_ = static_cast<uint64_t>(st.st_size);
+  if (f->size_ > 0) {
+    void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    int err = errno;
+    ::close(fd);
+    GLMPIPE_CHECK(p != MAP_FAILED) << path << ": mmap failed: " << std::strerror(err);
+    f->data_ = static_cast<const uint8_t*>(p);
+  } else {
+    ::close(fd);
+  }
+  return f;
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+void MappedFile::release(uint64_t offset, uint64_t len) const {
+  if (!data_ || len == 0 || offset >= size_) return;
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t begin = offset / page * page;
+  uint64_t end = std::min(size_, offset + len);
+  end = (end + page - 1) / page * page;
+  ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size(), 1);
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * shape[i + 1];
+  return s;
+}
+
+int64_t numel_of(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::ostringstream os;
+  os << "[";
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << "]";
+  return os.str();
+}
+
+namespace {
+struct DtypeName {
+  at::ScalarType type;
+  const char* safetensors;
+  const char* storage;
+};
+const DtypeName kDtypes[] = {
+    {at::kFloat, "F32", "FloatStorage"},  {at::kHalf, "F16", "HalfStorage"},
+    {at::kBFloat16, "BF16", "BFloat16Storage"}, {at::kDouble, "F64", "DoubleStorage"},
+    {at::kChar, "I8", "CharStorage"},     {at::kByte, "U8", "ByteStorage"},
+    {at::kShort, "I16", "ShortStorage"},  {at::kInt, "I32", "IntStorage"},
+    {at::kLong, "I64", "LongStorage"},    {at::kBool, "BOOL", "BoolStorage"},
+};
+}  // namespace
+
+bool dtype_from_safetensors(const std::string& s, at::ScalarType* out) {
+  for (const auto& d : kDtypes)
+    if (s == d.safetensors) return *out = d.type, true;
+  return false;
+}
+std::string dtype_to_safetensors(at::ScalarType t) {
+  for (const auto& d : kDtypes)
+    if (t == d.type) return d.safetensors;
+  GLMPIPE_FAIL() << "dtype " << t << " cannot be written to safetensors";
+  return {};
+}
+bool dtype_from_storage_name(const std::string& s, at::ScalarType* out) {
+  for (const auto& d : kDtypes)
+    if (s == d.storage) return *out = d.type, true;
+  return false;
+}
+std::string dtype_to_storage_name(at::ScalarType t) {
+  for (const auto& d : kDtypes)
+    if (t == d.type) return d.storage;
+  GLMPIPE_FAIL() << "dtype " << t << " cannot be written with torch.save";
+  return {};
+}
+
+AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  tmp_ = path_ + ".tmp." + std::to_string(::getpid());
+  f_ = std::fopen(tmp_.c_str(), "wb");
+  GLMPIPE_CHECK(f_ != nullptr) << path_ << ": cannot create " << tmp_ << ": " << std::strerror(errno);
+}
+
+AtomicFile::~AtomicFile() {
+  if (f_) {
+    std::fclose(f_);
+    std::remove(tmp_.c_str());
+  }
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  GLMPIPE_CHECK(f_ != nullptr) << path_ << ": write after commit";
+  if (n == 0) return;
+  GLMPIPE_CHECK(std::fwrite(data, 1, n, f_) == n) << path_ << ": write failed: " << std::strerror(errno);
+  offset_ += n;
+}
+
+void AtomicFile::commit() {
+  GLMPIPE_CHECK(f_ != nullptr) << path_ << ": committed twice";
+  int rc = std::fclose(f_);
+  f_ = nullptr;
+  if (rc != 0) {
+    std::remove(tmp_.c_str());
+    GLMPIPE_FAIL() << path_ << ": write failed (disk full?)";
+  }
+  if (std::rename(tmp_.c_str(), path_.c_str()) != 0) {
+    int err = errno;
+    std::remove(tmp_.c_str());
+    GLMPIPE_FAIL() << path_ << ": rename from " << tmp_ << " failed: " << std::strerror(err);
+  }
+}
+
+void write_file_atomically(const std::string& path, const std::string& bytes) {
+  AtomicFile f(path);
+  f.write(bytes);
+  f.commit();
+}
+
+}  // namespace glmpipe
