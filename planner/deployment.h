@@ -1,0 +1,107 @@
+// Deployment: one YAML file describing where a ChatGLM pipeline runs, as plain structs with in-class
+// defaults. Parsed (and validated) only by planner/deployment_yaml.cpp, the one translation unit that
+// includes yaml-cpp; everything downstream receives this aggregate.
+//
+//   model: {path: /models/chatglm-6b, dtype: float16}      # quantization: int8 | int4 (optional)
+//   ranks:                                                  # pipeline order, one process each
+//     - {device: cuda:0, max_memory: 14GiB}
+//     - {device: cpu, max_memory: 30GiB, threads: 16}
+//   placement: balanced          # auto | balanced | balanced_low_0 | sequential | {module: rank}
+//   kv_cache: {max_batch: 1, max_seq_len: 2048}
+//   reserve: {gpu: 1.5GiB, cpu: 1GiB}                       # or gpu_reserve: / cpu_reserve:
+//   disk: {path: /nvme/offload}                             # enables the disk (mmap) tier
+//   generation: {max_new_tokens: 0, temperature: 0.95, top_p: 0.7, top_k: 50, ...}
+//   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, extra_args: [...]}
+//
+// Sizes are bytes: plain integers or "14GiB", "15GB", "512MiB", "1.5GiB" (binary and decimal units).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace glmpipe {
+
+constexpr int64_t kGiB = int64_t{1} << 30;
+constexpr int64_t kMiB = int64_t{1} << 20;
+
+// One pipeline process.
+struct RankSpec {
+  std::string device = "cpu";  // "cuda:N" | "cpu"
+  int64_t max_memory = 0;      // bytes this process may use on `device` (its budget), required
+  int threads = 0;             // CPU threads for this process; 0 = all cores
+  std::string host;            // hostname for multi-node runs ("" = wherever mpirun puts it)
+  int64_t reserve = -1;        // bytes kept free on the device; -1 = the deployment's gpu/cpu_reserve
+
+  bool is_cuda() const { return device.rfind("cuda:", 0) == 0; }
+  bool is_cpu() const { return device == "cpu"; }
+};
+
+struct ModelSpec {
+  std::string path;                // HF ChatGLM-6B directory (or one with only config.json for `plan`)
+  std::string dtype = "float16";   // compute/storage dtype of float tensors: float32|float16|bfloat16
+  std::string quantization;        // "" | "int8" | "int4" (weight-only, the four Linear layers per block)
+};
+
+struct KvCacheSpec {
+  int64_t max_batch = 1;       // sequences decoded together
+  int64_t max_seq_len = 2048;  // prompt + generated tokens per sequence
+};
+
+struct DiskSpec {
+  bool enabled = false;  // true when `disk:` is present
+  std::string path;      // where offloaded weights live (the checkpoint itself is mmapped when empty)
+};
+
+struct GenerationDefaults {  // HF `chat` defaults (chatglm-spec §1.9)
+  int max_new_tokens = 0;    // 0 = only max_length limits the output
+  double temperature = 0.95;
+  double top_p = 0.7;
+  int top_k = 50;
+  double repetition_penalty = 1.0;
+  bool greedy = false;
+  uint64_t seed = 0;
+  int max_length = 2048;     // prompt + generated tokens
+};
+
+struct MpiSpec {
+  std::vector<std::string> extra_args;  // appended to the mpirun line verbatim
+  std::string hostfile;                 // Open MPI hostfile (see configs/hostfile.example)
+  bool bind_to_core = false;
+  int micro_batches = 0;                // 0 = one per stage
+};
+
+struct Deployment {
+  std::string source_file;  // where it was read from (error messages)
+  ModelSpec model;
+  std::vector<RankSpec> ranks;
+  std::string placement = "balanced";  // auto | balanced | balanced_low_0 | sequential | map
+  // placement == "map": accelerate-style keys -> rank index ("0") or device ("cuda:0", "cpu"),
+  // in file order, e.g. {"transformer.layers.0-20", "0"}. Validated by make_plan.
+  std::vector<std::pair<std::string, std::string>> placement_map;
+  KvCacheSpec kv_cache;
+  int64_t gpu_reserve = 3 * kGiB / 2;  // CUDA context, cuBLAS workspace, allocator fragmentation
+  int64_t cpu_reserve = kGiB;          // process, libtorch, MPI buffers
+  DiskSpec disk;
+  GenerationDefaults generation;
+  MpiSpec mpi;
+
+  // Reserve that applies to ranks[i] (its own override or the gpu/cpu default).
+  int64_t reserve_of(size_t i) const {
+    const RankSpec& r = ranks.at(i);
+    if (r.reserve >= 0) return r.reserve;
+    return r.is_cuda() ? gpu_reserve : cpu_reserve;
+  }
+};
+
+// Reads and validates a deployment file. Errors name the file, the key and what is allowed.
+Deployment load_deployment(const std::string& yaml_path);
+Deployment parse_deployment(const std::string& yaml_text, const std::string& source_name);
+
+// "14GiB" | "15GB" | "512MiB" | "1.5GiB" | "123" -> bytes. Throws glmpipe::Error naming `what`.
+int64_t parse_byte_size(const std::string& text, const std::string& what);
+// 1610612736 -> "1.50 GiB" (for tables and messages).
+std::string format_bytes(int64_t bytes);
+
+}  // namespace glmpipe

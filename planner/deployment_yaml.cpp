@@ -1,0 +1,239 @@
+// The only translation unit that includes yaml-cpp: reads a deployment file into the plain structs of
+// deployment.h. Every error names the file, the key (ranks[1].device) and what is allowed; unknown
+// keys are errors too, so that a typo never silently falls back to a default.
+#include <yaml-cpp/yaml.h>
+
+#include <fstream>
+#include <initializer_list>
+#include <regex>
+#include <sstream>
+
+#include "common/error.h"
+#include "planner/deployment.h"
+
+namespace glmpipe {
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(std::string file) : file_(std::move(file)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& msg) const {
+    GLMPIPE_FAIL() << file_ << ": " << key << ": " << msg;
+    throw 0;  // unreachable: the builder above throws
+  }
+
+  void only_keys(const YAML::Node& map, const std::string& where,
+                 std::initializer_list<const char*> allowed) const {
+    if (!map.IsMap()) fail(where, "must be a mapping (" + list(allowed) + ")");
+    for (const auto& kv : map) {
+      std::string k = kv.first.as<std::string>();
+      bool ok = false;
+      for (const char* a : allowed) ok = ok || k == a;
+      if (!ok) fail(join(where, k), "unknown key (allowed: " + list(allowed) + ")");
+    }
+  }
+
+  std::string str(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsScalar()) fail(key, "must be a string");
+    return n.as<std::string>();
+  }
+  int64_t integer(const YAML::Node& n, const std::string& key, int64_t min) const {
+    int64_t v = 0;
+    if (!n.IsScalar() || !YAML::convert<int64_t>::decode(n, v))
+      fail(key, "\"" + scalar_text(n) + "\" is not an integer");
+    if (v < min) fail(key, std::to_string(v) + " is too small (allowed: >= " + std::to_string(min) + ")");
+    return v;
+  }
+  double real(const YAML::Node& n, const std::string& key, double min, double max) const {
+    double v = 0;
+    if (!n.IsScalar() || !YAML::convert<double>::decode(n, v))
+      fail(key, "\"" + scalar_text(n) + "\" is not a number");
+    if (!(v >= min && v <= max)) {
+      std::ostringstream os;
+      os << v << " is out of range (allowed: " << min << " .. " << max << ")";
+      fail(key, os.str());
+    }
+    return v;
+  }
+  bool boolean(const YAML::Node& n, const std::string& key) const {
+    bool v = false;
+    if (!n.IsScalar() || !YAML::convert<bool>::decode(n, v))
+      fail(key, "\"" + scalar_text(n) + "\" is not a boolean (allowed: true, false)");
+    return v;
+  }
+  int64_t size(const YAML::Node& n, const std::string& key) const {
+    if (!n.IsScalar()) fail(key, "must be a size such as 14GiB, 15GB, 512MiB or an integer");
+    int64_t v = parse_byte_size(n.as<std::string>(), file_ + ": " + key);
+    if (v < 0) fail(key, "must not be negative");
+    return v;
+  }
+  std::string choice(const YAML::Node& n, const std::string& key,
+                     std::initializer_list<const char*> allowed) const {
+    std::string v = n.IsScalar() ? n.as<std::string>() : std::string();
+    for (const char* a : allowed)
+      if (v == a) return v;
+    fail(key, "\"" + scalar_text(n) + "\" is not allowed (allowed: " + list(allowed) + ")");
+  }
+
+  static std::string join(const std::string& where, const std::string& k) {
+    return where.empty() ? k : where + "." + k;
+  }
+
+ private:
+  static std::string list(std::initializer_list<const char*> allowed) {
+    std::string s;
+    for (const char* a : allowed) s += (s.empty() ? "" : ", ") + std::string(a);
+    return s;
+  }
+  static std::string scalar_text(const YAML::Node& n) {
+    if (n.IsScalar()) return n.as<std::string>();
+    if (n.IsNull()) return "";
+    std::ostringstream os;
+    os << YAML::Dump(n);
+    return os.str();
+  }
+  std::string file_;
+};
+
+void read_model(const Reader& rd, const YAML::Node& n, ModelSpec& m) {
+  rd.only_keys(n, "model", {"path", "dtype", "quantization"});
+  if (n["path"]) m.path = rd.str(n["path"], "model.path");
+  if (n["dtype"]) m.dtype = rd.choice(n["dtype"], "model.dtype", {"float32", "float16", "bfloat16"});
+  if (n["quantization"]) {
+    m.quantization = rd.choice(n["quantization"], "model.quantization", {"none", "int8", "int4"});
+    if (m.quantization == "none") m.quantization.clear();
+  }
+}
+
+void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ranks) {
+  if (!n.IsSequence() || n.size() == 0)
+    rd.fail("ranks", "must be a non-empty list of {device, max_memory, threads, host, reserve}");
+  static const std::regex kDevice("cpu|cuda:[0-9]+");
+  for (size_t i = 0; i < n.size(); ++i) {
+    const std::string at = "ranks[" + std::to_string(i) + "]";
+    const YAML::Node& r = n[i];
+    rd.only_keys(r, at, {"device", "max_memory", "threads", "host", "reserve"});
+    RankSpec spec;
+    if (!r["device"]) rd.fail(at + ".device", "missing (allowed: cuda:N, cpu)");
+    spec.device = r["device"].IsScalar() ? r["device"].as<std::string>() : "";
+    if (!std::regex_match(spec.device, kDevice))
+      rd.fail(at + ".device", "\"" + spec.device + "\" is not a device (allowed: cuda:N, cpu)");
+    if (!r["max_memory"]) rd.fail(at + ".max_memory", "missing (the bytes this rank may use, e.g. 14GiB)");
+    spec.max_memory = rd.size(r["max_memory"], at + ".max_memory");
+    if (spec.max_memory == 0) rd.fail(at + ".max_memory", "must be > 0");
+    if (r["threads"]) spec.threads = static_cast<int>(rd.integer(r["threads"], at + ".threads", 0));
+    if (r["host"]) spec.host = rd.str(r["host"], at + ".host");
+    if (r["reserve"]) spec.reserve = rd.size(r["reserve"], at + ".reserve");
+    ranks.push_back(spec);
+  }
+}
+
+void read_placement(const Reader& rd, const YAML::Node& n, Deployment& d) {
+  if (n.IsScalar()) {
+    d.placement = rd.choice(n, "placement", {"auto", "balanced", "balanced_low_0", "sequential"});
+    return;
+  }
+  if (!n.IsMap() || n.size() == 0)
+    rd.fail("placement", "must be one of auto, balanced, balanced_low_0, sequential, or a mapping "
+                         "{module: rank index or device}");
+  d.placement = "map";
+  for (const auto& kv : n) {
+    std::string key = kv.first.as<std::string>();
+    if (!kv.second.IsScalar())
+      rd.fail("placement." + key, "must be a rank index (0, 1, ...) or a device (cuda:N, cpu)");
+    d.placement_map.emplace_back(key, kv.second.as<std::string>());
+  }
+}
+
+void read_generation(const Reader& rd, const YAML::Node& n, GenerationDefaults& g) {
+  rd.only_keys(n, "generation", {"max_new_tokens", "temperature", "top_p", "top_k",
+                                 "repetition_penalty", "greedy", "seed", "max_length"});
+  if (n["max_new_tokens"])
+    g.max_new_tokens = static_cast<int>(rd.integer(n["max_new_tokens"], "generation.max_new_tokens", 0));
+  if (n["temperature"]) g.temperature = rd.real(n["temperature"], "generation.temperature", 1e-6, 100);
+  if (n["top_p"]) g.top_p = rd.real(n["top_p"], "generation.top_p", 1e-6, 1.0);
+  if (n["top_k"]) g.top_k = static_cast<int>(rd.integer(n["top_k"], "generation.top_k", 0));
+  if (n["repetition_penalty"])
+    g.repetition_penalty = rd.real(n["repetition_penalty"], "generation.repetition_penalty", 1e-6, 100);
+  if (n["greedy"]) g.greedy = rd.boolean(n["greedy"], "generation.greedy");
+  if (n["seed"]) g.seed = static_cast<uint64_t>(rd.integer(n["seed"], "generation.seed", 0));
+  if (n["max_length"])
+    g.max_length = static_cast<int>(rd.integer(n["max_length"], "generation.max_length", 1));
+}
+
+void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
+  rd.only_keys(n, "mpi", {"extra_args", "hostfile", "bind_to_core", "micro_batches"});
+  if (n["extra_args"]) {
+    const YAML::Node& a = n["extra_args"];
+    if (!a.IsSequence()) rd.fail("mpi.extra_args", "must be a list of strings");
+    for (size_t i = 0; i < a.size(); ++i)
+      m.extra_args.push_back(rd.str(a[i], "mpi.extra_args[" + std::to_string(i) + "]"));
+  }
+  if (n["hostfile"]) m.hostfile = rd.str(n["hostfile"], "mpi.hostfile");
+  if (n["bind_to_core"]) m.bind_to_core = rd.boolean(n["bind_to_core"], "mpi.bind_to_core");
+  if (n["micro_batches"])
+    m.micro_batches = static_cast<int>(rd.integer(n["micro_batches"], "mpi.micro_batches", 0));
+}
+
+void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
+  rd.only_keys(root, "(top level)", {"model", "ranks", "placement", "kv_cache", "reserve",
+                                     "gpu_reserve", "cpu_reserve", "disk", "generation", "mpi"});
+  if (!root["model"]) rd.fail("model", "missing (e.g. model: {path: /models/chatglm-6b, dtype: float16})");
+  read_model(rd, root["model"], d.model);
+  if (!root["ranks"]) rd.fail("ranks", "missing (e.g. ranks: [{device: cuda:0, max_memory: 14GiB}])");
+  read_ranks(rd, root["ranks"], d.ranks);
+  if (root["placement"]) read_placement(rd, root["placement"], d);
+  if (const YAML::Node kv = root["kv_cache"]) {
+    rd.only_keys(kv, "kv_cache", {"max_batch", "max_seq_len"});
+    if (kv["max_batch"]) d.kv_cache.max_batch = rd.integer(kv["max_batch"], "kv_cache.max_batch", 1);
+    if (kv["max_seq_len"])
+      d.kv_cache.max_seq_len = rd.integer(kv["max_seq_len"], "kv_cache.max_seq_len", 1);
+  }
+  if (const YAML::Node r = root["reserve"]) {
+    rd.only_keys(r, "reserve", {"gpu", "cpu"});
+    if (r["gpu"]) d.gpu_reserve = rd.size(r["gpu"], "reserve.gpu");
+    if (r["cpu"]) d.cpu_reserve = rd.size(r["cpu"], "reserve.cpu");
+  }
+  if (root["gpu_reserve"]) d.gpu_reserve = rd.size(root["gpu_reserve"], "gpu_reserve");
+  if (root["cpu_reserve"]) d.cpu_reserve = rd.size(root["cpu_reserve"], "cpu_reserve");
+  if (const YAML::Node disk = root["disk"]) {
+    rd.only_keys(disk, "disk", {"enabled", "path"});
+    d.disk.enabled = disk["enabled"] ? rd.boolean(disk["enabled"], "disk.enabled") : true;
+    if (disk["path"]) d.disk.path = rd.str(disk["path"], "disk.path");
+  }
+  if (root["generation"]) read_generation(rd, root["generation"], d.generation);
+  if (root["mpi"]) read_mpi(rd, root["mpi"], d.mpi);
+}
+
+}  // namespace
+
+Deployment parse_deployment(const std::string& yaml_text, const std::string& source_name) {
+  Reader rd(source_name);
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    GLMPIPE_FAIL() << source_name << ":" << e.mark.line + 1 << ":" << e.mark.column + 1
+                   << ": not valid YAML: " << e.msg;
+  }
+  if (!root.IsMap()) rd.fail("(top level)", "must be a mapping with model:, ranks:, placement:");
+  Deployment d;
+  d.source_file = source_name;
+  try {
+    read_sections(rd, root, d);
+  } catch (const YAML::Exception& e) {  // e.g. a non-scalar map key
+    GLMPIPE_FAIL() << source_name << ":" << e.mark.line + 1 << ": " << e.msg;
+  }
+  return d;
+}
+
+Deployment load_deployment(const std::string& yaml_path) {
+  std::ifstream f(yaml_path);
+  GLMPIPE_CHECK(f.good()) << yaml_path << ": cannot open the deployment file";
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_deployment(ss.str(), yaml_path);
+}
+
+}  // namespace glmpipe

@@ -1,0 +1,74 @@
+// ModelMetadata: what the planner needs to know about a ChatGLM-6B checkpoint — the config and the
+// resident bytes of each placement unit, in pipeline order:
+//   transformer.word_embeddings, transformer.layers.0 .. transformer.layers.{L-1},
+//   transformer.final_layernorm, lm_head
+// Bytes are what the runtime keeps in memory, not what is on disk:
+//   * float tensors are converted to the compute dtype (the real checkpoint stores LayerNorms in
+//     fp32 and everything else in fp16; at dtype float16 the LayerNorms count 2 bytes/element);
+//   * with int8/int4, the four Linear weights of each block count 1 byte / half a byte per weight
+//     plus one fp16 scale per output row (chatglm-spec §3); biases and LayerNorms stay float;
+//   * `rotary_emb.inv_freq` is recomputed by the model, so it counts 0.
+// The lm_head is tied to the embedding. When the checkpoint has no `lm_head.weight` (int4
+// checkpoints), the stage holding the head still needs the embedding matrix: the lm_head unit then
+// counts the embedding's bytes, and `lm_head_tied` tells the planner to count it once when the
+// embedding and the head share a stage.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "checkpoint/model_config.h"
+
+namespace glmpipe {
+
+class Checkpoint;
+
+struct UnitInfo {
+  std::string name;          // "transformer.word_embeddings" | "transformer.layers.N" | ... | "lm_head"
+  int64_t weight_bytes = 0;  // resident bytes, see above
+};
+
+struct ModelMetadata {
+  ModelConfig config;
+  std::string dtype = "float16";  // compute dtype the bytes were computed for
+  std::string quantization;       // "" | "int8" | "int4"
+  std::vector<UnitInfo> units;    // num_layers + 3 entries, pipeline order
+  bool lm_head_tied = false;      // lm_head unit = the embedding matrix (count once if co-located)
+  std::string source;             // "checkpoint DIR" | "synthesized from config"
+
+  int num_layers() const { return static_cast<int>(config.num_layers); }
+  const UnitInfo& embedding() const { return units.front(); }
+  const UnitInfo& layer(int i) const { return units.at(1 + static_cast<size_t>(i)); }
+  const UnitInfo& final_layernorm() const { return units.at(units.size() - 2); }
+  const UnitInfo& lm_head() const { return units.back(); }
+  int64_t total_weight_bytes() const;  // every unit once (a tied head counted once)
+};
+
+// Bytes per element of a compute dtype: float32 4, float16/bfloat16 2. Error otherwise.
+int64_t dtype_bytes(const std::string& dtype);
+
+// From the tensor list of an opened checkpoint (metadata only, no tensor bytes read). A quantized
+// checkpoint (config quantization_bit 4/8) is counted at its stored bytes; `quantization` must then
+// be empty or match. A float checkpoint with `quantization` counts the quantize-on-load bytes.
+ModelMetadata metadata_from_checkpoint(const Checkpoint& ckpt, const std::string& dtype,
+                                       const std::string& quantization);
+
+// From the config alone, with ChatGLM-6B shapes (chatglm-spec §1.3). Mirrors the published files:
+// the float checkpoint stores lm_head.weight; the quantized ones do not (lm_head tied).
+ModelMetadata synthesize_metadata(const ModelConfig& cfg, const std::string& dtype,
+                                  const std::string& quantization);
+
+namespace detail {
+// Index into ModelMetadata::units of a checkpoint tensor; -1 for tensors the runtime ignores
+// (rotary_emb.inv_freq). Error naming the tensor for anything else.
+int unit_index_of(const std::string& tensor_name, int num_layers);
+// Resident bytes of one tensor (rules above). `stored_integer`: its on-disk dtype is int8/uint8,
+// i.e. it is already quantized, and counts `stored_bytes`.
+int64_t resident_bytes(const std::string& name, const std::vector<int64_t>& shape, bool stored_integer,
+                       int64_t stored_bytes, const std::string& dtype, const std::string& quantization);
+// The empty unit list (names, 0 bytes) for `num_layers` blocks.
+std::vector<UnitInfo> empty_units(int num_layers);
+}  // namespace detail
+
+}  // namespace glmpipe

@@ -1,0 +1,97 @@
+// make_plan: a pure function that splits ChatGLM-6B into contiguous pipeline stages, one per rank
+// of a Deployment, under each rank's real memory budget.
+//
+// Placement units, in pipeline order: the embedding, each GLMBlock (never split), and the head
+// (final_layernorm + lm_head, always together). Each rank gets a non-empty contiguous run of units,
+// ranks in deployment order; a rank may hold zero blocks only when it holds the embedding or the head
+// (a rank with nothing at all is an error: fewer ranks are needed then).
+//
+// Per-stage memory, all in bytes (B = kv_cache.max_batch, S = kv_cache.max_seq_len, e = bytes of the
+// compute dtype, H = hidden, I = inner_hidden, n = heads, V = vocab):
+//   weights     = sum of the stage's unit bytes (ModelMetadata); a tied lm_head on the stage that also
+//                 holds the embedding counts once; a disk-offloaded stage counts 0 (mmapped, reported
+//                 as `mmapped`, the page cache holds what it can)
+//   kv_cache    = blocks * 2 * B * S * H * e
+//   activations = an estimate of the working set of one full-length prefill without chunking:
+//                 2*B*S*H*e (received + sent hidden states)
+//               + if it has blocks: B*S*(3H + I)*e (qkv and MLP intermediates of one block)
+//                                   + B*n*S*S*4   (one block's fp32 attention scores)
+//               + if it has the head: B*V*4 (fp32 logits of the last position)
+//   reserve     = the rank's reserve (gpu_reserve for cuda ranks, cpu_reserve for cpu)
+//   total       = weights + kv_cache + activations + reserve  <=  budget = ranks[i].max_memory
+//
+// Strategies (Deployment::placement, accelerate's device_map names):
+//   balanced       minimise the largest total/budget over the stages (stages proportional to what
+//                  each device holds: mixed cards, even by bytes, not by block count); among those
+//                  plans the one with the smallest sum of squared fractions (the rest spread evenly)
+//   auto           as balanced, but first put as many weight bytes as possible on cuda ranks
+//                  (CPU ranks take the overflow); identical to balanced when all ranks are one kind
+//   balanced_low_0 stage 0 gets as little as possible (the embedding), the rest balanced
+//   sequential     fill each rank in order up to its budget (leaving one unit for each later rank)
+//   map            explicit accelerate-style map (see make_plan's validation errors)
+// Disk tier: when no plan fits and `disk` is set, the last CPU rank is disk-offloaded (its weights
+// mmapped, not resident) and the other ranks first take as many weight bytes as they can.
+// Infeasible: glmpipe::Error naming the device that is short, by how many bytes, and what would
+// fit (a smaller max_seq_len, another strategy, int8/int4, one more device, the disk tier).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "planner/deployment.h"
+#include "planner/model_metadata.h"
+
+namespace glmpipe {
+
+struct StageBytes {
+  int64_t weights = 0;      // resident weight bytes
+  int64_t mmapped = 0;      // weight bytes left on disk (disk tier), not in `total`
+  int64_t kv_cache = 0;
+  int64_t activations = 0;
+  int64_t reserve = 0;
+  int64_t total = 0;        // weights + kv_cache + activations + reserve
+  int64_t budget = 0;       // the rank's max_memory
+  int64_t headroom = 0;     // budget - total (>= 0 in a returned plan)
+};
+
+struct StagePlan {
+  int rank = 0;  // == stage index (one process per stage, deployment order)
+  std::string device;
+  std::string host;
+  int threads = 0;
+  bool has_embedding = false;
+  int layer_begin = 0, layer_end = 0;  // global block ids [begin, end)
+  bool has_head = false;               // final_layernorm + lm_head
+  bool disk_offload = false;
+  int num_stages = 1;
+  std::vector<std::string> units;      // unit names in order (accelerate's hf_device_map keys)
+  StageBytes bytes;
+
+  bool is_first() const { return rank == 0; }
+  bool is_last() const { return rank == num_stages - 1; }
+  int num_layers() const { return layer_end - layer_begin; }
+};
+
+struct Plan {
+  std::vector<StagePlan> stages;
+  int64_t max_batch = 1, max_seq_len = 2048;
+  std::string dtype, quantization, strategy;
+  std::string model_source;
+
+  // Unit -> rank/device lines (like hf_device_map) and a bytes table per stage.
+  std::string to_table() const;
+  // {"strategy", "dtype", "quantization", "max_batch", "max_seq_len", "model_source",
+  //  "stages": [{"rank", "device", "host", "threads", "has_embedding", "layer_begin", "layer_end",
+  //              "has_head", "disk_offload", "units": [...], "bytes": {weights, mmapped, kv_cache,
+  //              activations, reserve, total, budget, headroom}}], "device_map": {unit: rank}}
+  std::string to_json() const;
+};
+
+Plan make_plan(const ModelMetadata& meta, const Deployment& dep);
+
+// The per-stage byte formulas above, exposed for tests and tools (`has_*`/`blocks` describe the stage).
+int64_t kv_cache_bytes(const ModelMetadata& meta, const Deployment& dep, int blocks);
+int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_blocks, bool has_head);
+
+}  // namespace glmpipe

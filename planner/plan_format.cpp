@@ -1,0 +1,82 @@
+// Plan::to_table (hf_device_map-like unit list + bytes per stage) and Plan::to_json.
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <sstream>
+
+#include "planner/plan.h"
+
+namespace glmpipe {
+
+std::string Plan::to_table() const {
+  std::ostringstream os;
+  os << "placement " << strategy << ", dtype " << dtype << (quantization.empty() ? "" : " " + quantization)
+     << ", kv_cache " << max_batch << " x " << max_seq_len << " tokens, model " << model_source << "\n\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%-32s %5s  %s\n", "unit", "rank", "device");
+  os << line;
+  for (const StagePlan& s : stages)
+    for (const std::string& u : s.units) {
+      std::snprintf(line, sizeof line, "%-32s %5d  %s%s\n", u.c_str(), s.rank, s.device.c_str(),
+                    s.disk_offload ? " (disk, mmapped)" : "");
+      os << line;
+    }
+  os << "\n";
+  std::snprintf(line, sizeof line, "%4s %-8s %-8s %-14s %11s %11s %11s %11s %11s %11s %11s %11s\n", "rank",
+                "device", "host", "blocks", "weights", "mmapped", "kv_cache", "activations", "reserve",
+                "total", "budget", "headroom");
+  os << line;
+  for (const StagePlan& s : stages) {
+    std::string blocks = std::string(s.has_embedding ? "E " : "") +
+                         (s.num_layers() ? std::to_string(s.layer_begin) + "-" + std::to_string(s.layer_end - 1)
+                                         : std::string("-")) +
+                         (s.has_head ? " H" : "");
+    const StageBytes& b = s.bytes;
+    std::snprintf(line, sizeof line, "%4d %-8s %-8s %-14s %11s %11s %11s %11s %11s %11s %11s %11s\n", s.rank,
+                  s.device.c_str(), s.host.empty() ? "-" : s.host.c_str(), blocks.c_str(),
+                  format_bytes(b.weights).c_str(), format_bytes(b.mmapped).c_str(),
+                  format_bytes(b.kv_cache).c_str(), format_bytes(b.activations).c_str(),
+                  format_bytes(b.reserve).c_str(), format_bytes(b.total).c_str(),
+                  format_bytes(b.budget).c_str(), format_bytes(b.headroom).c_str());
+    os << line;
+  }
+  os << "(blocks: E = embedding, A-B = transformer.layers.A..B, H = final_layernorm + lm_head)\n";
+  return os.str();
+}
+
+std::string Plan::to_json() const {
+  nlohmann::ordered_json j;
+  j["strategy"] = strategy;
+  j["dtype"] = dtype;
+  j["quantization"] = quantization;
+  j["max_batch"] = max_batch;
+  j["max_seq_len"] = max_seq_len;
+  j["model_source"] = model_source;
+  j["num_stages"] = stages.size();
+  nlohmann::ordered_json arr = nlohmann::ordered_json::array();
+  nlohmann::ordered_json device_map = nlohmann::ordered_json::object();
+  for (const StagePlan& s : stages) {
+    nlohmann::ordered_json st;
+    st["rank"] = s.rank;
+    st["device"] = s.device;
+    st["host"] = s.host;
+    st["threads"] = s.threads;
+    st["has_embedding"] = s.has_embedding;
+    st["layer_begin"] = s.layer_begin;
+    st["layer_end"] = s.layer_end;
+    st["has_head"] = s.has_head;
+    st["disk_offload"] = s.disk_offload;
+    st["units"] = s.units;
+    const StageBytes& b = s.bytes;
+    st["bytes"] = {{"weights", b.weights},   {"mmapped", b.mmapped}, {"kv_cache", b.kv_cache},
+                   {"activations", b.activations}, {"reserve", b.reserve}, {"total", b.total},
+                   {"budget", b.budget},     {"headroom", b.headroom}};
+    arr.push_back(st);
+    for (const std::string& u : s.units) device_map[u] = s.rank;
+  }
+  j["stages"] = arr;
+  j["device_map"] = device_map;
+  return j.dump(2);
+}
+
+}  // namespace glmpipe

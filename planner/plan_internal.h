@@ -1,0 +1,45 @@
+// Internals shared by the planner's translation units (plan.cpp, plan_map.cpp). Not a public API.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "planner/plan.h"
+
+namespace glmpipe::detail {
+
+// Placement units: 0 = embedding, 1..L = blocks 0..L-1, L+1 = head (final_layernorm + lm_head).
+// A stage is a half-open unit range [a, b) on one rank.
+class CostModel {
+ public:
+  CostModel(const ModelMetadata& meta, const Deployment& dep);
+
+  int num_units() const { return static_cast<int>(unit_weight_.size()); }
+  int num_ranks() const { return static_cast<int>(dep_.ranks.size()); }
+  // Weight bytes of [a, b) (tied lm_head counted once when the embedding is in the range too).
+  int64_t weights(int a, int b) const;
+  // Full accounting of [a, b) on `rank`; `disk` = weights mmapped instead of resident.
+  StageBytes stage_bytes(int rank, int a, int b, bool disk) const;
+  bool fits(int rank, int a, int b, bool disk) const {
+    StageBytes s = stage_bytes(rank, a, b, disk);
+    return s.total <= s.budget;
+  }
+  // StagePlan for [a, b) on `rank` (units, layer range, bytes).
+  StagePlan stage(int rank, int a, int b, bool disk) const;
+  const ModelMetadata& meta() const { return meta_; }
+  const Deployment& dep() const { return dep_; }
+
+ private:
+  const ModelMetadata& meta_;
+  const Deployment& dep_;
+  std::vector<int64_t> unit_weight_;  // per placement unit
+  std::vector<int64_t> prefix_;       // prefix sums of unit_weight_
+};
+
+// Unit boundaries (size ranks + 1, 0 .. N) -> Plan.
+Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, int disk_rank);
+
+// Explicit map: validated boundaries (throws glmpipe::Error naming file and key on a bad map).
+std::vector<int> map_boundaries(const ModelMetadata& meta, const Deployment& dep);
+
+}  // namespace glmpipe::detail
