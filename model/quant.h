@@ -20,7 +20,18 @@ std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits);
 // Stored weight + scale → float [out, in] in `dtype`.
 at::Tensor dequantize(const at::Tensor& qweight, const at::Tensor& scale, int bits, at::ScalarType dtype);
 
-// y = x·dequant(W)ᵀ + b for quantized LinearWeight; x: [tokens, in] → [tokens, out].
+// y = x·dequant(W)ᵀ + b for quantized LinearWeight; x: [tokens, in] → [tokens, out] in x's dtype.
+// CPU with fp32/bf16 x: ≤ kGemvMaxTokens rows use the row kernels of model/qgemv.h (weights read
+// once, fp32 accumulate); more rows dequantize into a reused per-thread buffer (fp32 or bf16, as x)
+// and call at::linear. Other devices/dtypes: reference dequantize-then-matmul.
+// w.scale may be fp32 (preferred on CPU) or fp16/bf16; w.bias any float dtype.
 at::Tensor quantized_linear_forward(const at::Tensor& x, const LinearWeight& w);
+
+// The dequantize-then-at::linear reference (tests compare the kernels against it).
+at::Tensor quantized_linear_reference(const at::Tensor& x, const LinearWeight& w);
+
+// Builds a quantized LinearWeight from a float weight [out, in] (+ optional bias [out]) with
+// quantize_rows; the scale is the fp16-rounded scale stored as fp32, the bias is stored as fp32.
+LinearWeight make_quantized_linear(const at::Tensor& weight, const at::Tensor& bias, int bits);
 
 }  // namespace glmpipe

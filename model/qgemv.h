@@ -1,0 +1,62 @@
+// Row kernels for decode-shaped Linear layers (a few token rows, weight streamed once):
+//   y[t, r] = scale[r] · Σ_c W[r, c] · x[t, c] + bias[r]
+// with W stored as fp32, bf16, int8 [out, in] or int4 [out, in/2] (ChatGLM layout, spec §3: high
+// nibble = even column, low nibble = odd column, signed). Accumulation is fp32 in every kernel.
+//
+// Two implementations chosen once at run time: AVX-512 (F/BW/VL/DQ, needs CPUID support; Zen 4,
+// Sapphire Rapids) and a portable scalar one. Work is split over output rows with at::parallel_for
+// (at::get_num_threads() threads); inside a thread, blocks of rows are kept in cache while all token
+// tiles (≤ 4 rows of x each) are applied, so the weight bytes are read from memory once per call.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <cstdint>
+
+namespace glmpipe {
+
+enum class WeightFormat { kF32, kBF16, kInt8, kInt4 };
+
+// Up to this many token rows, linear_forward uses the row kernels; above it, quantized weights are
+// dequantized into a reused buffer and at::linear (OpenBLAS sgemm / oneDNN bf16) does the GEMM.
+// Measured crossover on 2-core Zen 4 (bench_linear): see bench/RESULTS_kernels.md.
+constexpr int64_t kGemvMaxTokens = 8;
+
+// True when the AVX-512 kernels are usable on this CPU (and not disabled by set_portable_kernels).
+bool gemv_uses_avx512();
+// Forces the portable kernels (tests compare both paths; bench measures both). Not thread-safe.
+void set_portable_kernels(bool portable_only);
+
+// x: [T, in] fp32 or bf16 (contiguous or not); weight per `fmt`; scale: [out] any float dtype or
+// undefined (= 1); bias: [out] any float dtype or undefined. Returns [T, out] in x's dtype.
+at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFormat fmt,
+                        const at::Tensor& scale, const at::Tensor& bias);
+
+// Dequantizes int8 [out, in] / int4 [out, in/2] with per-row scale into `out` ([out, in], fp32 or
+// bf16, contiguous, preallocated) with the vectorized kernels, parallel over rows.
+void dequantize_into(const at::Tensor& qweight, const at::Tensor& scale, int bits, at::Tensor& out);
+
+namespace detail {
+
+// Everything a row kernel needs; pointers are to contiguous fp32 data prepared by gemv_forward.
+struct GemvArgs {
+  WeightFormat fmt = WeightFormat::kF32;
+  const void* w = nullptr;      // [out, in] (int4: [out, in/2] bytes)
+  const float* scale = nullptr; // [out] or null
+  const float* bias = nullptr;  // [out] or null
+  const float* x = nullptr;     // [T, ldx], zero padded; int4: [T, ldx] = even cols / 16 then odd cols · 2^-28
+  int64_t ldx = 0;              // row stride of x (floats)
+  const float* x_raw = nullptr; // [T, in] unpadded, unscaled (portable kernel)
+  int64_t tokens = 0, in = 0, out = 0;
+  float* y = nullptr;           // [T, out]
+};
+
+// Computes y rows [r0, r1) for all tokens.
+void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);
+// Dequantizes rows [r0, r1) to fp32 (out_bf16 = false) or bf16 (true) at `dst` ([out, in]).
+void dequant_rows_avx512(WeightFormat fmt, const void* w, const float* scale, int64_t in, void* dst,
+                         bool out_bf16, int64_t r0, int64_t r1);
+bool cpu_supports_avx512_kernels();
+
+}  // namespace detail
+}  // namespace glmpipe
