@@ -59,6 +59,11 @@ ModelMetadata metadata_from_checkpoint(const Checkpoint& ckpt, const std::string
 ModelMetadata synthesize_metadata(const ModelConfig& cfg, const std::string& dtype,
                                   const std::string& quantization);
 
+// For `plan`: DIR with weights -> metadata_from_checkpoint (metadata only); DIR with only
+// config.json -> synthesize_metadata; a missing DIR or one without config.json -> Error naming it.
+ModelMetadata load_model_metadata(const std::string& dir, const std::string& dtype,
+                                  const std::string& quantization);
+
 namespace detail {
 // Index into ModelMetadata::units of a checkpoint tensor; -1 for tensors the runtime ignores
 // (rotary_emb.inv_freq). Error naming the tensor for anything else.

@@ -1,6 +1,8 @@
 // metadata_from_checkpoint: unit bytes from a Checkpoint's tensor list (no tensor bytes read).
 // Kept apart from model_metadata.cpp so that code using only synthesized metadata does not link
 // the checkpoint reader.
+#include <filesystem>
+
 #include "checkpoint/checkpoint.h"
 #include "common/error.h"
 #include "planner/model_metadata.h"
@@ -35,6 +37,23 @@ ModelMetadata metadata_from_checkpoint(const Checkpoint& ckpt, const std::string
     m.lm_head_tied = true;
     m.units.back().weight_bytes = m.units.front().weight_bytes;
   }
+  return m;
+}
+
+ModelMetadata load_model_metadata(const std::string& dir, const std::string& dtype,
+                                  const std::string& quantization) {
+  namespace fs = std::filesystem;
+  GLMPIPE_CHECK(!dir.empty()) << "model.path is empty (set it in the deployment or pass --model DIR)";
+  GLMPIPE_CHECK(fs::is_directory(dir)) << dir << ": model directory does not exist";
+  for (const char* weights : {"pytorch_model.bin.index.json", "model.safetensors.index.json",
+                              "pytorch_model.bin", "model.safetensors"})
+    if (fs::exists(fs::path(dir) / weights))
+      return metadata_from_checkpoint(Checkpoint::open(dir), dtype, quantization);
+  GLMPIPE_CHECK(fs::exists(fs::path(dir) / "config.json"))
+      << dir << ": neither weights (pytorch_model.bin[.index.json], model.safetensors[.index.json]) nor "
+      << "config.json";
+  ModelMetadata m = synthesize_metadata(load_model_config(dir), dtype, quantization);
+  m.source = "synthesized from " + (fs::path(dir) / "config.json").string();
   return m;
 }
 
