@@ -41,14 +41,14 @@ ModelConfig tiny_model_config(const TinyModelOptions& o) {
   return c;
 }
 
-std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits) {
-  GLMPIPE_CHECK(w.dim() == 2 && (bits == 4 || bits == 8)) << "quantize_rows: need a 2-D weight and bits 4 or 8";
+std::pair<at::Tensor, at::Tensor> quantize_weight_rows(const at::Tensor& w, int bits) {
+  GLMPIPE_CHECK(w.dim() == 2 && (bits == 4 || bits == 8)) << "quantize_weight_rows: need a 2-D weight and bits 4 or 8";
   const double qmax = bits == 8 ? 127.0 : 7.0;
   at::Tensor wf = w.to(at::kFloat);
   at::Tensor scale = (wf.abs().amax({1}) / qmax).to(at::kHalf);  // [out]
   at::Tensor q = at::round(wf / scale.to(at::kFloat).clamp_min(1e-12).unsqueeze(1)).clamp(-qmax, qmax).to(at::kInt);
   if (bits == 4) {
-    GLMPIPE_CHECK(w.size(1) % 2 == 0) << "quantize_rows: int4 needs an even number of columns, got " << w.size(1);
+    GLMPIPE_CHECK(w.size(1) % 2 == 0) << "quantize_weight_rows: int4 needs an even number of columns, got " << w.size(1);
     using at::indexing::Slice;
     at::Tensor even = q.index({Slice(), Slice(0, at::indexing::None, 2)});
     at::Tensor odd = q.index({Slice(), Slice(1, at::indexing::None, 2)});
@@ -80,7 +80,7 @@ std::vector<std::pair<std::string, at::Tensor>> make_tiny_tensors(const TinyMode
     at::Tensor w = normal({out_f, in_f}, 0, 1.0 / std::sqrt(double(in_f)));
     at::Tensor b = normal({out_f}, 0, 0.02);
     if (o.quantization_bit) {
-      auto [q, scale] = quantize_rows(w.to(o.dtype), o.quantization_bit);
+      auto [q, scale] = quantize_weight_rows(w.to(o.dtype), o.quantization_bit);
       out.emplace_back(prefix + ".weight", q);
       out.emplace_back(prefix + ".weight_scale", scale);
     } else {

@@ -49,6 +49,6 @@ ModelConfig make_tiny_model(const std::string& dir, const TinyModelOptions& opts
 
 // Per-row symmetric quantization (spec §3.3/3.4): returns {int8 weight ([out,in] or [out,in/2]
 // packed), fp16 scale [out]} for a float weight [out, in].
-std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits);
+std::pair<at::Tensor, at::Tensor> quantize_weight_rows(const at::Tensor& w, int bits);
 
 }  // namespace glmpipe
