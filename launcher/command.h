@@ -31,6 +31,9 @@ struct CommandRegistrar {
   }
 };
 
+// The argv this process was started with (set by main), used to re-exec under mpirun.
+std::vector<std::string>& original_argv();
+
 // Set by main() from the exit code a command wants (default 0).
 void set_exit_code(int code);
 int exit_code();

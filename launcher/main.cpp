@@ -21,6 +21,7 @@ void abort_world_if_initialized(int code);
 
 int main(int argc, char** argv) {
   glmpipe::init_logging();
+  glmpipe::original_argv().assign(argv, argv + argc);
   CLI::App app{"glmpipe: pipeline-parallel ChatGLM inference (one process per stage, MPI/NCCL)"};
   app.require_subcommand(1);
   auto& registry = glmpipe::command_registry();

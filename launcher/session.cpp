@@ -1,0 +1,182 @@
+#include "launcher/session.h"
+
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <iostream>
+#include <thread>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "comm/failure.h"
+#include "comm/mpi_transport.h"
+#include "comm/world.h"
+#include "launcher/mpirun.h"
+#include "planner/model_metadata.h"
+
+namespace glmpipe {
+
+std::vector<std::string>& original_argv() {
+  static std::vector<std::string> argv;
+  return argv;
+}
+
+void add_session_options(CLI::App& app, SessionOptions& o) {
+  app.add_option("--model", o.model, "HF ChatGLM checkpoint directory (overrides model.path)");
+  app.add_option("--config", o.config, "deployment YAML (ranks, placement, KV budget)");
+  app.add_option("--dtype", o.dtype, "compute dtype: float32 | bfloat16 (float16 computes in bfloat16 on CPU)");
+  app.add_option("--quantize", o.quantization, "quantize block Linears at load: int8 | int4");
+  app.add_option("--threads", o.threads, "intra-op threads for a single-process run (0 = all cores)");
+  app.add_option("--max-batch", o.max_batch, "KV-cache slots: sequences in flight");
+  app.add_option("--max-seq", o.max_seq, "KV-cache tokens per sequence (prompt + generated)");
+  app.add_option("--micro-batches", o.micro_batches, "micro-batches in flight (default: one per stage)");
+  app.add_flag("--dry-run", o.dry_run, "print the mpirun command line and exit");
+}
+
+namespace {
+
+at::ScalarType compute_dtype(const std::string& dtype, bool cuda) {
+  if (dtype == "float32") return at::kFloat;
+  if (dtype == "bfloat16") return at::kBFloat16;
+  if (dtype == "float16") return cuda ? at::kHalf : at::kBFloat16;  // no fp16 matmul on CPU in libtorch 1.13
+  GLMPIPE_FAIL() << "dtype \"" << dtype << "\" is not one of float32, bfloat16, float16";
+}
+
+Deployment build_deployment(const SessionOptions& o) {
+  Deployment dep;
+  if (!o.config.empty()) {
+    dep = load_deployment(o.config);
+  } else {
+    GLMPIPE_CHECK(!o.model.empty()) << "give --model DIR or --config FILE.yaml";
+    RankSpec r;
+    r.device = "cpu";
+    r.max_memory = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+    r.threads = o.threads;
+    dep.ranks = {r};
+    dep.model.dtype = "float32";
+    dep.cpu_reserve = 0;
+    dep.placement = "sequential";
+    dep.kv_cache.max_seq_len = 0;  // filled from the model below
+  }
+  if (!o.model.empty()) dep.model.path = o.model;
+  if (!o.dtype.empty()) dep.model.dtype = o.dtype;
+  if (!o.quantization.empty()) dep.model.quantization = o.quantization;
+  if (o.max_batch > 0) dep.kv_cache.max_batch = o.max_batch;
+  if (o.max_seq > 0) dep.kv_cache.max_seq_len = o.max_seq;
+  if (o.micro_batches > 0) dep.mpi.micro_batches = o.micro_batches;
+  GLMPIPE_CHECK(!dep.model.path.empty()) << (o.config.empty() ? "" : o.config + ": ") << "model.path is not set (use --model DIR)";
+  return dep;
+}
+
+// Re-executes this command under mpirun with one process per stage. Does not return unless dry_run.
+void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
+  LaunchSpec spec;
+  for (const auto& s : plan.stages) {
+    RankLaunch r;
+    r.host = s.host;
+    r.threads = s.threads > 0 ? s.threads : 1;
+    r.device = s.device.rfind("cuda:", 0) == 0 ? std::stoi(s.device.substr(5)) : -1;
+    spec.ranks.push_back(r);
+  }
+  spec.hostfile = dep.mpi.hostfile;
+  spec.bind_to_none = !dep.mpi.bind_to_core;
+  spec.extra_args = dep.mpi.extra_args;
+  std::vector<std::string> prog = original_argv();
+  char exe[4096];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) prog[0] = std::string(exe, n);
+  prog.erase(std::remove(prog.begin(), prog.end(), "--dry-run"), prog.end());
+  auto argv = build_mpirun_argv(spec, prog);
+  if (dry_run) {
+    std::cout << shell_quote_join(argv) << std::endl;
+    return;
+  }
+  spdlog::info("launching {} stages: {}", plan.stages.size(), shell_quote_join(argv));
+  std::vector<char*> cargv;
+  for (auto& a : argv) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  std::cout.flush();
+  execvp(cargv[0], cargv.data());
+  GLMPIPE_FAIL() << "cannot exec " << argv[0] << ": " << std::strerror(errno);
+}
+
+}  // namespace
+
+std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback on_token) {
+  std::unique_ptr<Session> s(new Session());
+  s->dep_ = build_deployment(o);
+  auto meta = load_model_metadata(s->dep_.model.path, s->dep_.model.dtype, s->dep_.model.quantization);
+  if (s->dep_.kv_cache.max_seq_len <= 0) s->dep_.kv_cache.max_seq_len = meta.config.max_sequence_length;
+  s->plan_ = make_plan(meta, s->dep_);
+  const int stages = static_cast<int>(s->plan_.stages.size());
+  if (launched_by_mpi()) {
+    s->ctx_ = RankContext::from_mpi();
+    s->mpi_ = true;
+    init_logging(s->ctx_.rank(), s->ctx_.world(), s->ctx_.stage());
+    install_failure_handlers(s->ctx_);
+    GLMPIPE_CHECK(s->ctx_.world() == stages)
+        << "started with " << s->ctx_.world() << " MPI ranks but the plan has " << stages
+        << " stages (one rank per entry of `ranks:`" << (o.config.empty() ? "" : " in " + o.config) << ")";
+  } else if (stages > 1 || o.dry_run) {
+    exec_mpirun(s->plan_, s->dep_, o.dry_run);
+    return nullptr;
+  }
+  const StagePlan& sp = s->plan_.stages.at(s->ctx_.rank());
+  const bool cuda = sp.device.rfind("cuda", 0) == 0;
+  GLMPIPE_CHECK(!cuda || at::hasCUDA()) << "rank " << s->ctx_.rank() << " is placed on " << sp.device
+                                        << " but this libtorch build has no CUDA support";
+  // threads: 0 = this host's cores shared among its ranks (oversubscribed OpenMP threads spin-wait
+  // on each other and run many times slower).
+  const int hw = static_cast<int>(std::thread::hardware_concurrency());
+  const int threads = sp.threads > 0 ? sp.threads : std::max(1, hw / std::max(1, s->ctx_.local_size()));
+  at::set_num_threads(std::max(1, threads));
+  if (s->ctx_.rank() == 0 && stages > 1) std::cerr << s->plan_.to_table() << std::flush;
+
+  auto t0 = std::chrono::steady_clock::now();
+  s->ckpt_ = std::make_unique<Checkpoint>(Checkpoint::open(s->dep_.model.path));
+  ModelOptions mo;
+  mo.dtype = compute_dtype(s->dep_.model.dtype, cuda);
+  mo.device = cuda ? at::Device(sp.device) : at::Device(at::kCPU);
+  const std::string& q = s->dep_.model.quantization;
+  mo.quantize_bits = q == "int8" ? 8 : q == "int4" ? 4 : 0;
+  ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head};
+  s->shard_ = std::make_unique<ChatGLMShard>(s->ckpt_->config(), spec, mo);
+  try {
+    s->shard_->load(*s->ckpt_);
+  } catch (const Error& e) {
+    GLMPIPE_FAIL() << "rank " << s->ctx_.rank() << " loading stage " << sp.rank << " weights from "
+                   << s->dep_.model.path << ": " << e.what();
+  }
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  spdlog::info("stage {}: units {} (layers [{}, {})), {:.1f} MiB of weights loaded in {:.2f} s, {} threads",
+               sp.rank, sp.units.size(), sp.layer_begin, sp.layer_end, s->shard_->parameter_bytes() / 1048576.0,
+               load_s, at::get_num_threads());
+  if (stages > 1) s->transport_ = make_mpi_transport(s->ctx_);
+  RunnerOptions ro;
+  ro.slots = s->plan_.max_batch;
+  ro.max_seq = s->plan_.max_seq_len;
+  ro.micro_batches = s->dep_.mpi.micro_batches > 0 ? s->dep_.mpi.micro_batches : stages;
+  s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->transport_.get(), ro, std::move(on_token));
+  return s;
+}
+
+void Session::run() {
+  runner_->run();
+  spdlog::info("{}", runner_->stats().summary(ctx_));
+}
+
+Session::~Session() {
+  runner_.reset();
+  // No barrier while unwinding: the peer may be the rank that failed (main() aborts the job).
+  if (transport_ && std::uncaught_exceptions() == 0) transport_->barrier();
+  transport_.reset();
+  if (mpi_) finalize_mpi();
+}
+
+}  // namespace glmpipe

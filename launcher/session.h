@@ -1,0 +1,74 @@
+// Session: everything one rank needs to serve a command, built from the CLI options and (when
+// given) a deployment YAML:
+//
+//   single process  (no --config, or a 1-rank plan):  whole model, no MPI
+//   pipeline        (--config with several ranks):
+//     started by hand  → plans, prints the exact mpirun line and execs it (--dry-run: print only)
+//     started by mpirun → RankContext from MPI, checks world == stages, loads this stage's units
+//
+// Every rank computes the same plan (make_plan is a pure function of the same files), so ranks
+// agree without exchanging it; the world-size check catches a mismatched launch.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "checkpoint/checkpoint.h"
+#include "comm/rank_context.h"
+#include "comm/transport.h"
+#include "launcher/command.h"
+#include "model/chatglm.h"
+#include "planner/deployment.h"
+#include "planner/plan.h"
+#include "stage/stage_runner.h"
+
+namespace CLI { class App; }
+
+namespace glmpipe {
+
+struct SessionOptions {
+  std::string model;         // --model DIR (overrides model.path)
+  std::string config;        // --config FILE.yaml
+  std::string dtype;         // --dtype float32|bfloat16 (overrides model.dtype)
+  std::string quantization;  // --quantize int8|int4 (overrides model.quantization)
+  int threads = 0;           // --threads (single process; 0 = all cores)
+  int64_t max_batch = 0;     // --max-batch (0 = config / 1)
+  int64_t max_seq = 0;       // --max-seq (0 = config / model max_sequence_length)
+  int micro_batches = 0;     // --micro-batches (0 = config / number of stages)
+  bool dry_run = false;      // --dry-run: print the mpirun line and exit
+};
+
+// Adds the shared options above to a subcommand.
+void add_session_options(CLI::App& app, SessionOptions& o);
+
+class Session {
+ public:
+  // Returns null when this process has handed over to mpirun (never returns in that case) or when
+  // --dry-run printed the launch line.
+  static std::unique_ptr<Session> create(const SessionOptions& o, TokenCallback on_token = {});
+  ~Session();
+
+  const RankContext& ctx() const { return ctx_; }
+  const Plan& plan() const { return plan_; }
+  const Deployment& deployment() const { return dep_; }
+  const ModelConfig& config() const { return shard_->config(); }
+  StageRunner& runner() { return *runner_; }
+  std::string model_dir() const { return dep_.model.path; }
+
+  // Runs the stage loop to completion and logs this stage's timings.
+  void run();
+
+ private:
+  Session() = default;
+  bool mpi_ = false;
+  RankContext ctx_ = RankContext::single();
+  Deployment dep_;
+  Plan plan_;
+  std::unique_ptr<Checkpoint> ckpt_;
+  std::unique_ptr<ChatGLMShard> shard_;
+  std::unique_ptr<Transport> transport_;
+  std::unique_ptr<StageRunner> runner_;
+};
+
+}  // namespace glmpipe

@@ -1,0 +1,181 @@
+#include "stage/scheduler.h"
+
+#include <algorithm>
+
+#include "common/error.h"
+
+namespace glmpipe {
+
+void glm_prompt_layout(const ModelConfig& cfg, const std::vector<int64_t>& ids, int64_t& ctx_len, int64_t& mask_pos) {
+  const int64_t n = static_cast<int64_t>(ids.size());
+  auto find = [&](int64_t tok) {
+    auto it = std::find(ids.begin(), ids.end(), tok);
+    return it == ids.end() ? int64_t(-1) : int64_t(it - ids.begin());
+  };
+  ctx_len = find(cfg.bos_token_id);
+  if (ctx_len < 0) ctx_len = n;
+  mask_pos = find(cfg.gmask_token_id);
+  if (mask_pos < 0) mask_pos = find(cfg.mask_token_id);
+  if (mask_pos < 0) mask_pos = std::max<int64_t>(ctx_len - 1, 0);
+}
+
+Scheduler::Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int micro_batches, TokenCallback on_token)
+    : cfg_(cfg), max_seq_(max_seq), micro_batches_(std::max(1, micro_batches)), on_token_(std::move(on_token)) {
+  for (int64_t s = slots - 1; s >= 0; --s) free_slots_.push_back(s);
+}
+
+int64_t Scheduler::submit(Request r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t id = next_seq_id_++;
+  queue_.emplace_back(id, std::move(r));
+  cv_.notify_all();
+  return id;
+}
+
+void Scheduler::cancel(int64_t seq_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancels_.push_back(seq_id);
+  cv_.notify_all();
+}
+
+void Scheduler::request_shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  cv_.notify_all();
+}
+
+int64_t Scheduler::queued() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
+void Scheduler::wait_for_work(std::chrono::microseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, timeout, [&] { return !queue_.empty() || !cancels_.empty() || shutdown_; });
+}
+
+bool Scheduler::shutdown_ready() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shutdown_ && queue_.empty() && seqs_.empty() && in_flight_ == 0;
+}
+
+void Scheduler::finish(int64_t seq_id, const std::string& reason, int64_t token, const std::string& error) {
+  auto it = seqs_.find(seq_id);
+  TokenEvent ev{it != seqs_.end() ? it->second.req.id : "", seq_id, token, true, reason, error};
+  if (it != seqs_.end()) {
+    if (it->second.slot >= 0) free_slots_.push_back(it->second.slot);
+    seqs_.erase(it);
+  }
+  if (on_token_) on_token_(ev);
+}
+
+// Called with mu_ held: moves queued requests into free slots, rejecting those that cannot fit.
+void Scheduler::admit_locked() {
+  while (!queue_.empty() && !free_slots_.empty()) {
+    auto [id, req] = std::move(queue_.front());
+    queue_.pop_front();
+    const int64_t need = static_cast<int64_t>(req.input_ids.size() + req.forced.size()) + (req.all_logits ? 0 : 1);
+    std::string err;
+    if (req.input_ids.empty()) err = "empty prompt";
+    for (int64_t t : req.input_ids)
+      if (t < 0 || t >= cfg_.vocab_size) err = "token id " + std::to_string(t) + " outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")";
+    if (err.empty() && need > max_seq_)
+      err = "prompt of " + std::to_string(req.input_ids.size()) + " tokens does not fit the KV cache of " +
+            std::to_string(max_seq_) + " tokens per sequence";
+    if (!err.empty()) {
+      if (on_token_) on_token_(TokenEvent{req.id, id, -1, true, "error", err});
+      continue;
+    }
+    Sequence s;
+    s.req = std::move(req);
+    s.slot = free_slots_.back();
+    free_slots_.pop_back();
+    glm_prompt_layout(cfg_, s.req.input_ids, s.ctx_len, s.mask_pos);
+    s.pending = s.req.input_ids;
+    seqs_.emplace(id, std::move(s));
+  }
+}
+
+bool Scheduler::next_micro_batch(std::vector<SeqMeta>& meta, std::vector<int64_t>& ids) {
+  meta.clear();
+  ids.clear();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int64_t c : cancels_) {
+      auto it = seqs_.find(c);
+      if (it != seqs_.end()) it->second.cancelled = true;
+      for (auto q = queue_.begin(); q != queue_.end(); ++q)
+        if (q->first == c) {
+          if (on_token_) on_token_(TokenEvent{q->second.id, c, -1, true, "cancelled", ""});
+          queue_.erase(q);
+          break;
+        }
+    }
+    cancels_.clear();
+    admit_locked();
+  }
+  if (in_flight_ >= micro_batches_) return false;
+  // Cancelled sequences that are not in flight: release their slot, tell the last stage.
+  std::vector<int64_t> released;
+  for (auto& [id, s] : seqs_)
+    if (s.cancelled && !s.in_flight) released.push_back(id);
+  for (int64_t id : released) {
+    SeqMeta m;
+    m.seq_id = id;
+    m.chunk = SeqChunk{seqs_[id].slot, 0, 0, 0, 0};
+    m.flags = kFlagRelease;
+    meta.push_back(m);
+    finish(id, "cancelled");
+  }
+  const int64_t cap = std::max<int64_t>(1, (active() + released.size() + micro_batches_ - 1) / micro_batches_);
+  int64_t taken = 0;
+  for (auto& [id, s] : seqs_) {
+    if (taken >= cap) break;
+    if (s.in_flight || s.cancelled || s.pending.empty()) continue;
+    SeqMeta m;
+    m.seq_id = id;
+    m.chunk = SeqChunk{s.slot, s.past, static_cast<int64_t>(s.pending.size()), s.ctx_len, s.mask_pos};
+    m.flags = (s.past == 0 ? kFlagNewSequence : 0) | (s.req.all_logits ? kFlagAllLogits : 0);
+    m.params = s.req.params;
+    m.params.max_length = std::min(s.req.params.max_length, max_seq_);
+    m.eos_id = cfg_.eos_token_id;
+    meta.push_back(m);
+    ids.insert(ids.end(), s.pending.begin(), s.pending.end());
+    s.past += static_cast<int64_t>(s.pending.size());
+    s.pending.clear();
+    s.in_flight = true;
+    ++taken;
+  }
+  if (meta.empty()) return false;
+  ++in_flight_;  // every micro-batch sent gets exactly one kTokens reply
+  return true;
+}
+
+void Scheduler::on_tokens(const at::Tensor& tokens) {
+  --in_flight_;
+  auto a = tokens.accessor<int64_t, 2>();
+  for (int64_t i = 0; i < tokens.size(0); ++i) {
+    const int64_t id = a[i][kTokSeqId], tok = a[i][kTokToken];
+    const bool done = a[i][kTokFinished] != 0;
+    auto it = seqs_.find(id);
+    if (it == seqs_.end()) continue;  // already finished (cancelled while in flight)
+    Sequence& s = it->second;
+    s.in_flight = false;
+    if (s.cancelled) continue;  // released on the next micro-batch
+    if (s.req.all_logits) {
+      if (s.forced_next < s.req.forced.size())
+        s.pending = {s.req.forced[s.forced_next++]};
+      else
+        finish(id, "length");
+      continue;
+    }
+    if (done) {
+      finish(id, tok == cfg_.eos_token_id ? "stop" : "length", tok);
+    } else {
+      if (on_token_) on_token_(TokenEvent{s.req.id, id, tok, false, "", ""});
+      s.pending = {tok};
+    }
+  }
+}
+
+}  // namespace glmpipe

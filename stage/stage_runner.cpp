@@ -1,0 +1,201 @@
+#include "stage/stage_runner.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <sstream>
+#include <thread>
+
+#include "common/error.h"
+
+namespace glmpipe {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// Waits for `rx` without a liveness bound (an idle pipeline is legitimate), polling gently.
+Received wait_idle(PendingRecv& rx) {
+  while (!rx.test()) std::this_thread::sleep_for(std::chrono::microseconds(50));
+  return rx.wait();
+}
+}  // namespace
+
+std::string StageStats::summary(const RankContext& ctx) const {
+  std::ostringstream s;
+  s.setf(std::ios::fixed);
+  s.precision(3);
+  s << "stage " << ctx.stage() << "/" << ctx.num_stages() << ": compute " << compute_s << " s, send " << send_s
+    << " s, recv " << recv_s << " s, idle " << idle_s << " s, wall " << wall_s << " s, " << micro_batches
+    << " micro-batches, " << rows << " rows";
+  if (wall_s > 0) s << ", busy " << 100.0 * compute_s / wall_s << "%";
+  return s.str();
+}
+
+StageRunner::StageRunner(const RankContext& ctx, ChatGLMShard& shard, Transport* transport, const RunnerOptions& opts,
+                         TokenCallback on_token)
+    : ctx_(ctx), shard_(shard), transport_(transport), opts_(opts), cache_(shard.make_cache(opts.slots, opts.max_seq)) {
+  GLMPIPE_CHECK(ctx.num_stages() == 1 || transport) << "a pipeline of " << ctx.num_stages() << " stages needs a transport";
+  GLMPIPE_CHECK(ctx.is_first_stage() == shard.spec().has_embedding && ctx.is_last_stage() == shard.spec().has_head)
+      << "rank " << ctx.rank() << ": the first stage must hold the embedding and the last the head";
+  if (ctx.is_first_stage())
+    scheduler_ = std::make_unique<Scheduler>(shard.config(), opts.slots, opts.max_seq, opts.micro_batches, std::move(on_token));
+}
+
+Scheduler& StageRunner::scheduler() {
+  GLMPIPE_CHECK(scheduler_) << "rank " << ctx_.rank() << " is not the first stage: it has no scheduler";
+  return *scheduler_;
+}
+
+void StageRunner::run() {
+  auto t0 = Clock::now();
+  if (ctx_.is_first_stage())
+    run_first();
+  else
+    run_downstream();
+  reap_sends(true);
+  stats_.wall_s = seconds_since(t0);
+}
+
+at::Tensor StageRunner::compute(int64_t step, const std::vector<SeqMeta>& meta, const at::Tensor& ids, at::Tensor hidden) {
+  auto t0 = Clock::now();
+  BatchLayout layout;
+  for (const auto& m : meta)
+    if (m.chunk.len > 0) layout.push_back(m.chunk);
+  if (ctx_.is_first_stage()) hidden = shard_.embed(ids);
+  if (!layout.empty()) hidden = shard_.forward_blocks(hidden, layout, cache_);
+  stats_.rows += total_tokens(layout);
+  stats_.micro_batches += 1;
+  at::Tensor reply;
+  if (ctx_.is_last_stage()) {
+    // Rows for the head: every row of all-logits sequences, the last row of the others.
+    std::vector<int64_t> all_rows, last_rows;
+    int64_t row = 0;
+    for (const auto& m : meta) {
+      if (m.chunk.len == 0) continue;
+      if (m.flags & kFlagAllLogits) {
+        for (int64_t r = 0; r < m.chunk.len; ++r) all_rows.push_back(row + r);
+      } else {
+        last_rows.push_back(row + m.chunk.len - 1);
+      }
+      row += m.chunk.len;
+    }
+    at::Tensor last_logits;
+    if (!last_rows.empty()) last_logits = shard_.head(hidden.index_select(0, at::tensor(last_rows, at::kLong)));
+    if (!all_rows.empty()) {
+      auto logits = shard_.head(hidden.index_select(0, at::tensor(all_rows, at::kLong)));
+      int64_t off = 0;
+      for (const auto& m : meta)
+        if ((m.flags & kFlagAllLogits) && m.chunk.len > 0) {
+          if (on_logits_) on_logits_(m.seq_id, logits.narrow(0, off, m.chunk.len));
+          off += m.chunk.len;
+        }
+    }
+    reply = selector_.select(meta, ids, last_logits);
+    stats_.compute_s += seconds_since(t0);
+    return reply;
+  }
+  stats_.compute_s += seconds_since(t0);
+  send_on(step, pack_meta(meta), ids, hidden);
+  return reply;
+}
+
+void StageRunner::send_on(int64_t step, const at::Tensor& meta, const at::Tensor& ids, const at::Tensor& hidden) {
+  auto t0 = Clock::now();
+  const int next = ctx_.next_rank();
+  sends_.push_back(transport_->isend(next, Tag::kControl, step, step, meta));
+  sends_.push_back(transport_->isend(next, Tag::kControl, step, step, ids));
+  sends_.push_back(transport_->isend(next, Tag::kActivations, step, step, hidden.contiguous()));
+  reap_sends(false);
+  stats_.send_s += seconds_since(t0);
+}
+
+void StageRunner::reap_sends(bool all) {
+  for (auto it = sends_.begin(); it != sends_.end();) {
+    if (all) (*it)->wait();
+    if (all || (*it)->test())
+      it = sends_.erase(it);
+    else
+      ++it;
+  }
+}
+
+void StageRunner::run_first() {
+  Scheduler& sched = *scheduler_;
+  std::unique_ptr<PendingRecv> token_rx;
+  const int last = ctx_.num_stages() - 1;
+  if (ctx_.num_stages() > 1) token_rx = transport_->irecv(last, Tag::kTokens);
+  int64_t step = 0;
+  std::vector<SeqMeta> meta;
+  std::vector<int64_t> ids;
+  while (true) {
+    bool progress = false;
+    // Feedback first: it makes sequences ready again.
+    while (token_rx && token_rx->test()) {
+      auto t0 = Clock::now();
+      Received r = token_rx->wait();
+      stats_.recv_s += seconds_since(t0);
+      token_rx = transport_->irecv(last, Tag::kTokens);
+      sched.on_tokens(r.tensor);
+      progress = true;
+    }
+    if (sched.next_micro_batch(meta, ids)) {
+      auto reply = compute(step++, meta, at::tensor(ids, at::kLong), at::Tensor());
+      if (reply.defined()) sched.on_tokens(reply);  // one stage: the reply is local
+      continue;
+    }
+    if (sched.shutdown_ready()) break;
+    if (progress) continue;
+    auto t0 = Clock::now();
+    if (sched.in_flight() > 0 && token_rx) {
+      while (!token_rx->test()) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    } else {
+      sched.wait_for_work(std::chrono::milliseconds(5));
+    }
+    stats_.idle_s += seconds_since(t0);
+  }
+  if (ctx_.num_stages() > 1) {
+    // Tell the downstream stages to stop: a one-row meta with the shutdown step.
+    auto stop = at::zeros({1, kMetaFields}, at::kLong);
+    sends_.push_back(transport_->isend(ctx_.next_rank(), Tag::kControl, kShutdownStep, kShutdownStep, stop));
+    token_rx.reset();
+  }
+}
+
+void StageRunner::run_downstream() {
+  const int prev = ctx_.prev_rank();
+  const int64_t hidden_size = shard_.config().hidden_size;
+  auto meta_rx = transport_->irecv(prev, Tag::kControl);
+  while (true) {
+    auto t_idle = Clock::now();
+    Received m = wait_idle(*meta_rx);
+    stats_.idle_s += seconds_since(t_idle);
+    if (m.header.step == kShutdownStep) {
+      if (!ctx_.is_last_stage())
+        sends_.push_back(transport_->isend(ctx_.next_rank(), Tag::kControl, kShutdownStep, kShutdownStep, m.tensor));
+      break;
+    }
+    auto t0 = Clock::now();
+    GLMPIPE_CHECK(m.tensor.dim() == 2 && m.tensor.size(1) == kMetaFields)
+        << "rank " << ctx_.rank() << ": malformed micro-batch meta from rank " << prev;
+    auto meta = unpack_meta(m.tensor);
+    Expectation same_step;
+    same_step.step = m.header.step;
+    Received ids = transport_->recv(prev, Tag::kControl, same_step);
+    meta_rx = transport_->irecv(prev, Tag::kControl);  // pre-post the next micro-batch's meta
+    Expectation want = same_step;
+    want.shape = {ids.tensor.size(0), hidden_size};
+    want.ndim = 2;
+    Received hidden = transport_->recv(prev, Tag::kActivations, want);
+    stats_.recv_s += seconds_since(t0);
+    auto reply = compute(m.header.step, meta, ids.tensor, hidden.tensor);
+    if (reply.defined()) {
+      auto t1 = Clock::now();
+      sends_.push_back(transport_->isend(0, Tag::kTokens, m.header.step, m.header.step, reply));
+      reap_sends(false);
+      stats_.send_s += seconds_since(t1);
+    }
+  }
+}
+
+}  // namespace glmpipe

@@ -1,0 +1,74 @@
+// StageRunner: one rank's step loop. The model shard stays free of communication; the runner
+// receives (or embeds), runs the shard's blocks, and sends on (or samples, on the last stage):
+//
+//   first stage:  Scheduler → micro-batch → embed → blocks → isend(meta, ids, hidden) → next
+//   middle stage: recv(meta, ids, hidden) → blocks → isend → next
+//   last stage:   recv → blocks → head → TokenSelector → isend(tokens) → first stage
+//   one stage:    all of the above in one process, no transport
+//
+// Several micro-batches are in flight at once (Scheduler's M): the first stage keeps forming and
+// sending micro-batches while earlier ones are downstream, and every stage pre-posts its next
+// receive so that the transfer overlaps compute. Sends are asynchronous and reaped later.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "comm/rank_context.h"
+#include "comm/transport.h"
+#include "model/chatglm.h"
+#include "stage/scheduler.h"
+#include "stage/token_selector.h"
+
+namespace glmpipe {
+
+struct StageStats {
+  double compute_s = 0, send_s = 0, recv_s = 0, idle_s = 0, wall_s = 0;
+  int64_t micro_batches = 0, rows = 0;
+  std::string summary(const RankContext& ctx) const;
+};
+
+struct RunnerOptions {
+  int64_t slots = 1;         // KV-cache slots (max concurrent sequences)
+  int64_t max_seq = 2048;    // per-sequence KV capacity
+  int micro_batches = 1;     // M: micro-batches in flight (first stage)
+};
+
+class StageRunner {
+ public:
+  // `transport` may be null when the world has one rank.
+  StageRunner(const RankContext& ctx, ChatGLMShard& shard, Transport* transport, const RunnerOptions& opts,
+              TokenCallback on_token = {});
+
+  Scheduler& scheduler();  // first stage only
+  // Last stage: receives the logits of every row of kFlagAllLogits sequences ([rows, vocab] fp32).
+  void set_logits_callback(std::function<void(int64_t seq_id, const at::Tensor& logits)> cb) { on_logits_ = std::move(cb); }
+  // Runs until the first stage's scheduler is shut down and drained (it then tells the others).
+  void run();
+  const StageStats& stats() const { return stats_; }
+
+ private:
+  void run_first();
+  void run_downstream();
+  // hidden [T, hidden] (or ids on the first stage) through this shard; on the last stage returns
+  // the kTokens reply, otherwise sends on and returns an undefined tensor.
+  at::Tensor compute(int64_t step, const std::vector<SeqMeta>& meta, const at::Tensor& ids, at::Tensor hidden);
+  void send_on(int64_t step, const at::Tensor& meta, const at::Tensor& ids, const at::Tensor& hidden);
+  void reap_sends(bool all);
+
+  RankContext ctx_;
+  ChatGLMShard& shard_;
+  Transport* transport_;
+  RunnerOptions opts_;
+  KVCache cache_;
+  std::unique_ptr<Scheduler> scheduler_;
+  TokenSelector selector_;
+  std::function<void(int64_t, const at::Tensor&)> on_logits_;
+  std::vector<std::unique_ptr<PendingOp>> sends_;
+  StageStats stats_;
+};
+
+}  // namespace glmpipe
