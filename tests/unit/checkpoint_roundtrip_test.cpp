@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <set>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/tiny_model.h"
+#include "common/error.h"
 #include "tests/test_util.h"
 
 namespace glmpipe {
