@@ -110,22 +110,46 @@ const ShimApi& shim() {
   return api;
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  if (from.empty()) return;
-  std::string out;
-  out.reserve(s.size());
-  size_t pos = 0;
-  for (size_t hit; (hit = s.find(from, pos)) != std::string::npos; pos = hit + from.size()) {
-    out.append(s, pos, hit - pos);
-    out += to;
-  }
-  out.append(s, pos, std::string::npos);
-  s.swap(out);
-}
-
 constexpr int kMaxBlank = 80;
 
 std::string blank_token(int k) { return "<|blank_" + std::to_string(k) + "|>"; }
+
+// Single pass, equal to HF's replace("<n>"), replace("<|tab|>"), replace("<|blank_k|>") for
+// k = 2..80 (the tokens cannot overlap: each spans one '<' to the next '>').
+std::string postprocess_whitespace(const std::string& text) {
+  std::string out;
+  out.reserve(text.size());
+  static const std::string kBlank = "<|blank_";
+  for (size_t i = 0; i < text.size();) {
+    if (text[i] == '<') {
+      if (text.compare(i, 3, "<n>") == 0) {
+        out += '\n';
+        i += 3;
+        continue;
+      }
+      if (text.compare(i, 7, "<|tab|>") == 0) {
+        out += '\t';
+        i += 7;
+        continue;
+      }
+      if (text.compare(i, kBlank.size(), kBlank) == 0) {
+        size_t j = i + kBlank.size();
+        int k = 0, digits = 0;
+        while (j < text.size() && digits < 3 && text[j] >= '0' && text[j] <= '9')
+          k = k * 10 + (text[j++] - '0'), ++digits;
+        // Only the canonical spellings 2..80 (no leading zero), as the HF loop.
+        if (digits > 0 && text[i + kBlank.size()] != '0' && k >= 2 && k <= kMaxBlank &&
+            text.compare(j, 2, "|>") == 0) {
+          out.append(size_t(k), ' ');
+          i = j + 2;
+          continue;
+        }
+      }
+    }
+    out += text[i++];
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -162,11 +186,30 @@ ChatGLMTokenizer ChatGLMTokenizer::load(const std::string& model_path) {
   return tok;
 }
 
+// Single pass, equal to HF's replace("\n"), replace("\t"), then replace(" " * k) for k = 80..2:
+// a run of L spaces becomes L / 80 <|blank_80|>, then <|blank_r|> (r = L % 80 >= 2) or one space.
 std::string ChatGLMTokenizer::preprocess(const std::string& text) {
-  std::string s = text;
-  replace_all(s, "\n", "<n>");
-  replace_all(s, "\t", "<|tab|>");
-  for (int k = kMaxBlank; k >= 2; --k) replace_all(s, std::string(size_t(k), ' '), blank_token(k));
+  std::string s;
+  s.reserve(text.size() + 16);
+  for (size_t i = 0; i < text.size();) {
+    const char c = text[i];
+    if (c == '\n') {
+      s += "<n>";
+      ++i;
+    } else if (c == '\t') {
+      s += "<|tab|>";
+      ++i;
+    } else if (c == ' ') {
+      size_t run = 0;
+      while (i < text.size() && text[i] == ' ') ++run, ++i;
+      for (; run >= size_t(kMaxBlank); run -= kMaxBlank) s += blank_token(kMaxBlank);
+      if (run >= 2) s += blank_token(int(run));
+      else if (run == 1) s += ' ';
+    } else {
+      s += c;
+      ++i;
+    }
+  }
   return s;
 }
 
@@ -200,10 +243,7 @@ std::string ChatGLMTokenizer::decode(const std::vector<int>& ids) const {
       << "tokenizer " << path_ << ": " << err;
   std::string text(raw, len);
   api.free_buffer(raw);
-  replace_all(text, "<n>", "\n");
-  replace_all(text, "<|tab|>", "\t");
-  for (int k = 2; k <= kMaxBlank; ++k) replace_all(text, blank_token(k), std::string(size_t(k), ' '));
-  return text;
+  return postprocess_whitespace(text);
 }
 
 std::string ChatGLMTokenizer::id_to_piece(int id) const {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -198,6 +199,48 @@ TEST(TokenizerTiny, Preprocess) {
   EXPECT_EQ(ChatGLMTokenizer::preprocess("a  b   c d"), "a<|blank_2|>b<|blank_3|>c d");
   EXPECT_EQ(ChatGLMTokenizer::preprocess(std::string(81, ' ')), "<|blank_80|> ");
   EXPECT_EQ(ChatGLMTokenizer::preprocess(std::string(163, ' ')), "<|blank_80|><|blank_80|><|blank_3|>");
+}
+
+// HF's literal algorithm: replace \n, \t, then runs of k = 80..2 spaces, each left to right.
+std::string naive_preprocess(std::string s) {
+  auto replace_all = [&](const std::string& from, const std::string& to) {
+    for (size_t p = 0; (p = s.find(from, p)) != std::string::npos; p += to.size()) s.replace(p, from.size(), to);
+  };
+  replace_all("\n", "<n>");
+  replace_all("\t", "<|tab|>");
+  for (int k = 80; k >= 2; --k) replace_all(std::string(size_t(k), ' '), "<|blank_" + std::to_string(k) + "|>");
+  return s;
+}
+
+std::string random_whitespace_text(std::mt19937& rng) {
+  static const char* kWords[] = {"hello", "world", "the", "fox", "12", "你好", "👋", "def", "()"};
+  std::string s;
+  int parts = int(rng() % 12) + 1;
+  for (int p = 0; p < parts; ++p) {
+    switch (rng() % 4) {
+      case 0: s += std::string(size_t(rng() % 200 + 1), ' '); break;
+      case 1: s += rng() % 2 ? "\n" : "\t"; break;
+      default: s += kWords[rng() % 9];
+    }
+  }
+  return s;
+}
+
+TEST(TokenizerTiny, PreprocessEqualsNaiveReplace) {
+  std::mt19937 rng(1234);
+  for (int i = 0; i < 300; ++i) {
+    std::string text = random_whitespace_text(rng);
+    ASSERT_EQ(ChatGLMTokenizer::preprocess(text), naive_preprocess(text)) << i;
+  }
+}
+
+TEST(TokenizerTiny, RandomWhitespaceRoundTrip) {
+  const auto& t = tiny_tok();
+  std::mt19937 rng(99);
+  for (int i = 0; i < 200; ++i) {
+    std::string text = "x" + random_whitespace_text(rng) + "y";  // sentencepiece trims outer spaces
+    ASSERT_EQ(t.decode(t.encode(text)), text) << i << ": [" << text << "]";
+  }
 }
 
 TEST(TokenizerTiny, UserDefinedSymbolsAreAtomic) {
