@@ -173,31 +173,25 @@ bool optimize(const CostModel& cm, const Objective& obj, std::vector<int>& bound
   return dp_pass(cm, obj, true, m * (1 + 1e-12) + 1e-15, bounds, unused);
 }
 
-// `sequential`: each rank in order takes the longest run that fits, leaving one unit per later rank.
-// Taking more never makes a later stage cost more, so the greedy fails only if no split fits.
-bool sequential(const CostModel& cm, int disk_rank, std::vector<int>& bounds, std::string* why) {
+// `sequential`: each rank in order takes the longest run that fits while the ranks after it can
+// still hold the rest (the lexicographically largest feasible split). With uneven units a plain
+// greedy fill can strand a later rank, hence the suffix-feasibility table.
+bool sequential(const CostModel& cm, int disk_rank, std::vector<int>& bounds) {
   const int R = cm.num_ranks(), N = cm.num_units();
+  // ok[r][i]: ranks r..R-1 can hold units [i, N), one non-empty run each.
+  std::vector<std::vector<char>> ok(static_cast<size_t>(R) + 1, std::vector<char>(static_cast<size_t>(N) + 1, 0));
+  ok[static_cast<size_t>(R)][static_cast<size_t>(N)] = 1;
+  for (int r = R - 1; r >= 0; --r)
+    for (int i = 0; i < N; ++i)
+      for (int j = i + 1; j <= N && !ok[static_cast<size_t>(r)][static_cast<size_t>(i)]; ++j)
+        ok[static_cast<size_t>(r)][static_cast<size_t>(i)] =
+            ok[static_cast<size_t>(r) + 1][static_cast<size_t>(j)] && cm.fits(r, i, j, r == disk_rank);
+  if (!ok[0][0]) return false;
   bounds.assign(1, 0);
   for (int r = 0; r < R; ++r) {
     const int a = bounds.back();
-    const int hi = r == R - 1 ? N : N - (R - 1 - r);
-    int b = hi;
-    while (b > a && !cm.fits(r, a, b, r == disk_rank)) --b;
-    if (r == R - 1 && b != N) b = a;
-    if (b == a) {
-      if (why) {
-        StageBytes s = cm.stage_bytes(r, a, r == R - 1 ? N : a + 1, r == disk_rank);
-        std::ostringstream os;
-        os << "rank " << r << " (" << cm.dep().ranks[static_cast<size_t>(r)].device << ") needs "
-           << format_bytes(s.total) << " for " << (r == R - 1 ? "the remaining units" : "its first unit")
-           << " (weights " << format_bytes(s.weights) << ", kv_cache " << format_bytes(s.kv_cache)
-           << ", activations " << format_bytes(s.activations) << ", reserve " << format_bytes(s.reserve)
-           << ") but its max_memory is " << format_bytes(s.budget) << ": short by " << s.total - s.budget
-           << " bytes (" << format_bytes(s.total - s.budget) << ")";
-        *why = os.str();
-      }
-      return false;
-    }
+    int b = N;
+    while (!(ok[static_cast<size_t>(r) + 1][static_cast<size_t>(b)] && cm.fits(r, a, b, r == disk_rank))) --b;
     bounds.push_back(b);
   }
   return true;
@@ -296,15 +290,23 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
       << file << ": placement: \"" << dep.placement
       << "\" (allowed: auto, balanced, balanced_low_0, sequential, or a map)";
   for (int disk_rank : {-1, disk_cpu}) {
-    if (at.ok || (disk_rank < 0 && !at.why.empty())) break;
+    if (at.ok || (disk_rank < 0 && !at.why.empty())) break;  // 2nd round: only with a disk rank
     if (dep.placement == "sequential")
-      at.ok = sequential(cm, disk_rank, bounds, at.why.empty() ? &at.why : nullptr);
+      at.ok = sequential(cm, disk_rank, bounds);
     else
       at.ok = optimize(cm, strategy_objective(cm, disk_rank), bounds);
     if (at.ok) at.plan = detail::assemble_plan(cm, bounds, disk_rank);
     else if (at.why.empty()) at.why = shortfall(cm);
   }
   return at;
+}
+
+bool fits_plan(const ModelMetadata& meta, const Deployment& dep) {
+  try {
+    return attempt(meta, dep).ok;
+  } catch (const Error&) {  // e.g. one more rank than units
+    return false;
+  }
 }
 
 std::string suggestions(const ModelMetadata& meta, const Deployment& dep) {
@@ -316,7 +318,7 @@ std::string suggestions(const ModelMetadata& meta, const Deployment& dep) {
     while (lo < hi) {
       int64_t mid = lo + (hi - lo + 1) / 2;
       d.kv_cache.max_seq_len = mid;
-      if (attempt(meta, d).ok) lo = mid; else hi = mid - 1;
+      if (fits_plan(meta, d)) lo = mid; else hi = mid - 1;
     }
     if (lo >= 1)
       fits.push_back("kv_cache.max_seq_len: " + std::to_string(lo) + " (or fewer tokens; at max_batch " +
@@ -326,11 +328,11 @@ std::string suggestions(const ModelMetadata& meta, const Deployment& dep) {
     if (dep.placement == s) continue;
     Deployment d = dep;
     d.placement = s;
-    if (attempt(meta, d).ok) fits.push_back(std::string("placement: ") + s);
+    if (fits_plan(meta, d)) fits.push_back(std::string("placement: ") + s);
   }
   if (meta.quantization.empty())
     for (const char* q : {"int8", "int4"}) {
-      if (attempt(synthesize_metadata(meta.config, meta.dtype, q), dep).ok) {
+      if (fits_plan(synthesize_metadata(meta.config, meta.dtype, q), dep)) {
         fits.push_back(std::string("model.quantization: ") + q);
         break;
       }
@@ -342,14 +344,14 @@ std::string suggestions(const ModelMetadata& meta, const Deployment& dep) {
     Deployment d = dep;
     d.ranks.push_back(dep.ranks[big]);
     if (d.placement == "map") d.placement = "balanced";
-    if (attempt(meta, d).ok)
+    if (fits_plan(meta, d))
       fits.push_back("one more rank like ranks[" + std::to_string(big) + "] (" + dep.ranks[big].device +
                      ", " + format_bytes(dep.ranks[big].max_memory) + ")");
   }
   if (!dep.disk.enabled) {
     Deployment d = dep;
     d.disk.enabled = true;
-    if (last_cpu_rank(dep) >= 0 && attempt(meta, d).ok)
+    if (last_cpu_rank(dep) >= 0 && fits_plan(meta, d))
       fits.push_back("the disk tier (disk: {path: ...}; the last cpu rank mmaps its weights)");
     else if (last_cpu_rank(dep) < 0)
       fits.push_back("maybe: a cpu rank with the disk tier (disk: {path: ...})");
@@ -367,12 +369,13 @@ Plan make_plan(const ModelMetadata& meta, const Deployment& dep) {
   Attempt at = attempt(meta, dep);
   if (at.ok) return at.plan;
   const std::string file = dep.source_file.empty() ? std::string("deployment") : dep.source_file;
+  const std::string would_fit = suggestions(meta, dep);  // not inside the throwing stream below
   GLMPIPE_FAIL() << file << ": no placement fits (model " << meta.source << ", " << meta.dtype
                  << (meta.quantization.empty() ? "" : " " + meta.quantization) << ", weights "
                  << format_bytes(meta.total_weight_bytes()) << ", kv_cache " << dep.kv_cache.max_batch
                  << " x " << dep.kv_cache.max_seq_len << " tokens, placement " << dep.placement
                  << (dep.disk.enabled ? ", disk tier on" : "") << "): " << at.why
-                 << " Would fit: " << suggestions(meta, dep);
+                 << " Would fit: " << would_fit;
   return {};
 }
 

@@ -27,7 +27,8 @@
 //   auto           as balanced, but first put as many weight bytes as possible on cuda ranks
 //                  (CPU ranks take the overflow); identical to balanced when all ranks are one kind
 //   balanced_low_0 stage 0 gets as little as possible (the embedding), the rest balanced
-//   sequential     fill each rank in order up to its budget (leaving one unit for each later rank)
+//   sequential     fill each rank in order up to its budget, as long as the later ranks can still
+//                  hold the rest (the lexicographically largest feasible split)
 //   map            explicit accelerate-style map (see make_plan's validation errors)
 // Disk tier: when no plan fits and `disk` is set, the last CPU rank is disk-offloaded (its weights
 // mmapped, not resident) and the other ranks first take as many weight bytes as they can.
