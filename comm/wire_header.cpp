@@ -138,11 +138,13 @@ void validate(const ActivationHeader& got, const Expectation& want, int my_rank,
       << who << "ndim " << got.ndim << " out of range [0, " << kMaxDims << "]";
   int64_t numel = 1;
   for (int i = 0; i < got.ndim; ++i) {
-    GLMPIPE_CHECK(got.shape[i] >= 0 && got.shape[i] <= want.max_bytes)
-        << who << "shape dim " << i << " = " << got.shape[i] << " is out of range";
-    numel *= got.shape[i];
-    GLMPIPE_CHECK(numel <= want.max_bytes) << who << "shape " << shape_string(header_shape(got))
-                                           << " exceeds the cap of " << want.max_bytes << " bytes";
+    GLMPIPE_CHECK(got.shape[i] >= 0) << who << "shape dim " << i << " = " << got.shape[i] << " is out of range";
+    int64_t next = 0;
+    const bool overflow = __builtin_mul_overflow(numel, got.shape[i], &next);
+    GLMPIPE_CHECK(!overflow && next <= want.max_bytes)
+        << who << "shape " << shape_string(header_shape(got)) << " exceeds the cap of " << want.max_bytes
+        << " bytes";
+    numel = next;
   }
   const DType dt = static_cast<DType>(got.dtype);
   GLMPIPE_CHECK(got.nbytes == numel * dtype_size(dt))
