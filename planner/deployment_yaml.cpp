@@ -25,7 +25,7 @@ class Reader {
 
   void only_keys(const YAML::Node& map, const std::string& where,
                  std::initializer_list<const char*> allowed) const {
-    if (!map.IsMap()) fail(where, "must be a mapping (" + list(allowed) + ")");
+    if (!map.IsMap()) fail(where.empty() ? "(top level)" : where, "must be a mapping (" + list(allowed) + ")");
     for (const auto& kv : map) {
       std::string k = kv.first.as<std::string>();
       bool ok = false;
@@ -177,7 +177,7 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
 }
 
 void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
-  rd.only_keys(root, "(top level)", {"model", "ranks", "placement", "kv_cache", "reserve",
+  rd.only_keys(root, "", {"model", "ranks", "placement", "kv_cache", "reserve",
                                      "gpu_reserve", "cpu_reserve", "disk", "generation", "mpi"});
   if (!root["model"]) rd.fail("model", "missing (e.g. model: {path: /models/chatglm-6b, dtype: float16})");
   read_model(rd, root["model"], d.model);
