@@ -18,6 +18,17 @@ bool avx512_available() {
   return ok;
 }
 
+bool avx2_available() {
+  static const bool ok = detail::cpu_supports_avx2_kernels();
+  return ok;
+}
+
+enum class Isa { kPortable, kAvx2, kAvx512 };
+Isa current_isa() {
+  if (g_portable_only) return Isa::kPortable;
+  return avx512_available() ? Isa::kAvx512 : avx2_available() ? Isa::kAvx2 : Isa::kPortable;
+}
+
 inline float bf16_to_float(uint16_t h) {
   const uint32_t u = static_cast<uint32_t>(h) << 16;
   float f;
@@ -94,6 +105,13 @@ int64_t row_grain(int64_t row_bytes) { return std::max<int64_t>(1, (64 << 10) / 
 
 bool gemv_uses_avx512() { return !g_portable_only && avx512_available(); }
 void set_portable_kernels(bool portable_only) { g_portable_only = portable_only; }
+const char* gemv_kernel_isa() {
+  switch (current_isa()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    default: return "portable";
+  }
+}
 
 at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFormat fmt, const at::Tensor& scale,
                         const at::Tensor& bias) {
@@ -127,7 +145,8 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
   a.in = in;
   a.out = out;
   a.y = y.data_ptr<float>();
-  const bool fast = gemv_uses_avx512();
+  const Isa isa = current_isa();
+  const bool fast = isa != Isa::kPortable;
   at::Tensor xp;  // prepared activations for the AVX-512 kernels
   if (fast) {
     if (fmt == WeightFormat::kInt4) {
@@ -145,7 +164,8 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
   }
   const int64_t grain = row_grain(w.nbytes() / std::max<int64_t>(1, out));
   at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
-    if (fast) detail::gemv_rows_avx512(a, r0, r1);
+    if (isa == Isa::kAvx512) detail::gemv_rows_avx512(a, r0, r1);
+    else if (isa == Isa::kAvx2) detail::gemv_rows_avx2(a, r0, r1);
     else gemv_rows_portable(a, r0, r1);
   });
   return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());

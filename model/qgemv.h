@@ -3,8 +3,8 @@
 // with W stored as fp32, bf16, int8 [out, in] or int4 [out, in/2] (ChatGLM layout, spec §3: high
 // nibble = even column, low nibble = odd column, signed). Accumulation is fp32 in every kernel.
 //
-// Two implementations chosen once at run time: AVX-512 (F/BW/VL/DQ, needs CPUID support; Zen 4,
-// Sapphire Rapids) and a portable scalar one. Work is split over output rows with at::parallel_for
+// Three implementations chosen at run time by CPUID: AVX-512 (F/BW/VL/DQ/BF16/VNNI; Zen 4, Sapphire
+// Rapids), AVX2+FMA (also what a VM that masks AVX-512 gets), and a portable scalar one. Work is split over output rows with at::parallel_for
 // (at::get_num_threads() threads); inside a thread, blocks of rows are kept in cache while all token
 // tiles (≤ 4 rows of x each) are applied, so the weight bytes are read from memory once per call.
 #pragma once
@@ -24,6 +24,8 @@ constexpr int64_t kGemvMaxTokens = 8;
 
 // True when the AVX-512 kernels are usable on this CPU (and not disabled by set_portable_kernels).
 bool gemv_uses_avx512();
+// "avx512", "avx2" or "portable": the kernels gemv_forward uses now.
+const char* gemv_kernel_isa();
 // Forces the portable kernels (tests compare both paths; bench measures both). Not thread-safe.
 void set_portable_kernels(bool portable_only);
 
@@ -57,6 +59,8 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);
 void dequant_rows_avx512(WeightFormat fmt, const void* w, const float* scale, int64_t in, void* dst,
                          bool out_bf16, int64_t r0, int64_t r1);
 bool cpu_supports_avx512_kernels();
+void gemv_rows_avx2(const GemvArgs& a, int64_t r0, int64_t r1);
+bool cpu_supports_avx2_kernels();
 
 }  // namespace detail
 }  // namespace glmpipe

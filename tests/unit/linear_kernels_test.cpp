@@ -1,0 +1,157 @@
+// Row kernels (int8, int4, bf16, fp32 weights) and linear_forward against dequantize-then-linear in
+// double. Tolerances (per output element, A = Σ_c |W[r,c]·x[t,c]|, the absolute dot product):
+//   fp32 accumulate, fp32 output: |y − ref| ≤ 1e-4·A + 1e-6
+//   bf16 output of an fp32 accumulate: additionally 2^-8·|ref| (one bf16 rounding)
+//   bf16 GEMM paths (T above the kernel limit with bf16 x, or bf16 weight with fp32 x): 1e-2·A
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <string>
+#include <tuple>
+
+#include "model/linear.h"
+#include "model/qgemv.h"
+#include "model/quant.h"
+
+namespace glmpipe {
+namespace {
+
+struct Shape {
+  int64_t out, in;
+};
+const Shape kShapes[] = {{37, 100}, {70, 258}, {5, 30}, {129, 1030}, {16, 64}, {300, 2}};
+const int64_t kTokens[] = {1, 2, 3, 8, 17};
+
+// Checks y against ref (both [T, out]); abs_dot is A above.
+void expect_close(const at::Tensor& y, const at::Tensor& ref, const at::Tensor& abs_dot, double rel_a, double rel_y,
+                  const std::string& what) {
+  ASSERT_EQ(y.sizes(), ref.sizes()) << what;
+  auto err = (y.to(at::kDouble) - ref).abs();
+  auto tol = abs_dot * rel_a + ref.abs() * rel_y + 1e-6;
+  auto bad = (err > tol);
+  EXPECT_FALSE(bad.any().item<bool>()) << what << ": max err " << err.max().item<double>() << ", max (err - tol) "
+                                       << (err - tol).max().item<double>();
+}
+
+// Reference in double from the dequantized fp32 weight.
+std::pair<at::Tensor, at::Tensor> reference(const at::Tensor& x, const at::Tensor& wf, const at::Tensor& bias) {
+  auto xd = x.to(at::kDouble), wd = wf.to(at::kDouble);
+  auto ref = bias.defined() ? at::linear(xd, wd, bias.to(at::kDouble)) : at::linear(xd, wd);
+  return {ref, at::linear(xd.abs(), wd.abs())};
+}
+
+class Kernels : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { set_portable_kernels(GetParam()); }
+  void TearDown() override { set_portable_kernels(false); }
+};
+
+TEST_P(Kernels, QuantizedMatchesReference) {
+  at::manual_seed(10);
+  for (int bits : {8, 4}) {
+    for (const Shape& s : kShapes) {
+      auto lw = make_quantized_linear(at::randn({s.out, s.in}), at::randn({s.out}), bits);
+      auto wf = dequantize(lw.weight, lw.scale, bits, at::kFloat);
+      for (int64_t T : kTokens) {
+        for (auto xt : {at::kFloat, at::kBFloat16}) {
+          auto x = at::randn({T, s.in}).to(xt);
+          auto [ref, absd] = reference(x, wf, lw.bias);
+          const std::string what = "bits " + std::to_string(bits) + " out " + std::to_string(s.out) + " in " +
+                                   std::to_string(s.in) + " T " + std::to_string(T) + (xt == at::kFloat ? " fp32" : " bf16");
+          auto y = linear_forward(x, lw);
+          EXPECT_EQ(y.scalar_type(), xt) << what;
+          const bool gemm_bf16 = xt == at::kBFloat16 && T > kGemvMaxTokens;
+          expect_close(y, ref, absd, gemm_bf16 ? 1e-2 : 1e-4,
+                       gemm_bf16 ? 1.0 / 128 : xt == at::kBFloat16 ? 1.0 / 256 : 0.0, what);
+          if (T <= kGemvMaxTokens) {  // the kernel itself, with fp16 scale and no bias
+            LinearWeight h = lw;
+            h.scale = lw.scale.to(at::kHalf);
+            h.bias = at::Tensor();
+            auto [ref2, absd2] = reference(x, dequantize(h.weight, h.scale, bits, at::kFloat), at::Tensor());
+            expect_close(quantized_linear_forward(x, h), ref2, absd2, 1e-4, xt == at::kBFloat16 ? 1.0 / 256 : 0.0,
+                         what + " fp16 scale");
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Kernels, FloatWeightsMatchReference) {
+  at::manual_seed(11);
+  for (auto wt : {at::kBFloat16, at::kFloat}) {
+    for (const Shape& s : kShapes) {
+      LinearWeight lw;
+      lw.weight = at::randn({s.out, s.in}).to(wt);
+      lw.bias = at::randn({s.out}).to(wt);
+      lw.in_features = s.in;
+      lw.out_features = s.out;
+      for (int64_t T : kTokens) {
+        for (auto xt : {at::kFloat, at::kBFloat16}) {
+          if (wt == at::kFloat && xt == at::kBFloat16) continue;  // not a supported combination
+          auto x = at::randn({T, s.in}).to(xt);
+          auto [ref, absd] = reference(x, lw.weight.to(at::kFloat), lw.bias);
+          const std::string what = std::string(wt == at::kFloat ? "fp32" : "bf16") + " weight, out " +
+                                   std::to_string(s.out) + " in " + std::to_string(s.in) + " T " + std::to_string(T) +
+                                   (xt == at::kFloat ? " fp32 x" : " bf16 x");
+          auto y = linear_forward(x, lw);
+          EXPECT_EQ(y.scalar_type(), xt) << what;
+          const bool bf16_gemm = wt == at::kBFloat16 && T > 4;
+          expect_close(y, ref, absd, bf16_gemm ? 1e-2 : 1e-4,
+                       bf16_gemm ? 1.0 / 128 : xt == at::kBFloat16 ? 1.0 / 256 : 0.0, what);
+          if (T <= kGemvMaxTokens) {  // the row kernel directly, no bias
+            auto [ref2, absd2] = reference(x, lw.weight.to(at::kFloat), at::Tensor());
+            auto fmt = wt == at::kFloat ? WeightFormat::kF32 : WeightFormat::kBF16;
+            expect_close(gemv_forward(x, lw.weight, fmt, at::Tensor(), at::Tensor()), ref2, absd2, 1e-4,
+                         xt == at::kBFloat16 ? 1.0 / 256 : 0.0, what + " gemv");
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(Kernels, ThreadCountDoesNotChangeResult) {
+  at::manual_seed(12);
+  auto lw = make_quantized_linear(at::randn({1000, 96}), at::randn({1000}), 4);
+  auto x = at::randn({3, 96});
+  const int saved = at::get_num_threads();
+  at::set_num_threads(1);
+  auto y1 = linear_forward(x, lw);
+  at::set_num_threads(2);
+  auto y2 = linear_forward(x, lw);
+  at::set_num_threads(saved);
+  EXPECT_TRUE(at::equal(y1, y2));  // rows are independent: bitwise identical
+}
+
+TEST_P(Kernels, NonContiguousInputAndRejectsBadShapes) {
+  at::manual_seed(13);
+  auto lw = make_quantized_linear(at::randn({20, 40}), at::Tensor(), 8);
+  auto xbig = at::randn({2, 80});
+  auto x = xbig.slice(1, 0, 80, 2);  // [2, 40], stride 2
+  auto [ref, absd] = reference(x, dequantize(lw.weight, lw.scale, 8, at::kFloat), at::Tensor());
+  expect_close(linear_forward(x, lw), ref, absd, 1e-4, 0.0, "strided x");
+  EXPECT_THROW(gemv_forward(at::randn({1, 41}), lw.weight, WeightFormat::kInt8, lw.scale, at::Tensor()), std::exception);
+  EXPECT_THROW(gemv_forward(at::randn({1, 40}), lw.weight, WeightFormat::kInt4, lw.scale, at::Tensor()), std::exception);
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, Kernels, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "portable" : "native"; });
+
+TEST(KernelsCpu, FastestIsaSelected) {
+  set_portable_kernels(false);
+  const std::string isa = gemv_kernel_isa();
+  if (detail::cpu_supports_avx512_kernels()) EXPECT_EQ(isa, "avx512");
+  else if (detail::cpu_supports_avx2_kernels()) EXPECT_EQ(isa, "avx2");
+  else EXPECT_EQ(isa, "portable");
+  set_portable_kernels(true);
+  EXPECT_STREQ(gemv_kernel_isa(), "portable");
+  set_portable_kernels(false);
+  std::printf("native kernels on this CPU: %s\n", isa.c_str());
+  if (isa != "avx512") std::printf("NOTE: the AVX-512 kernels were not exercised (CPU lacks AVX-512 BF16/VNNI)\n");
+}
+
+}  // namespace
+}  // namespace glmpipe
