@@ -1,0 +1,221 @@
+// Every bad input of the checkpoint layer is a glmpipe::Error whose message names the file and,
+// where one is involved, the tensor or key.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/tiny_model.h"
+#include "checkpoint/torch_zip.h"
+#include "common/error.h"
+#include "tests/test_util.h"
+
+namespace glmpipe {
+namespace {
+
+// Runs `fn`, expects an Error and returns its message ("" if nothing was thrown).
+std::string error_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+#define EXPECT_CONTAINS(msg, part) EXPECT_NE((msg).find(part), std::string::npos) << "message: " << (msg)
+
+class CheckpointErrors : public testing::Test {
+ protected:
+  void SetUp() override { dir_ = test::make_temp_dir("ckpt_err"); }
+  void TearDown() override { std::system(("rm -rf '" + dir_ + "'").c_str()); }
+  void make(CheckpointFormat fmt, int shards, int bits = 0) {
+    TinyModelOptions o;
+    o.format = fmt;
+    o.shards = shards;
+    o.quantization_bit = bits;
+    make_tiny_model(dir_, o);
+  }
+  void write_bytes(const std::string& name, const std::string& bytes) {
+    std::ofstream(dir_ + "/" + name, std::ios::binary | std::ios::trunc) << bytes;
+  }
+  void write_config() { save_model_config(tiny_model_config(TinyModelOptions{}), dir_ + "/config.json"); }
+  std::string safetensors_with_header(const std::string& header, size_t data_bytes) {
+    uint64_t n = header.size();
+    return std::string(reinterpret_cast<const char*>(&n), 8) + header + std::string(data_bytes, '\0');
+  }
+  void edit_json(const std::string& name, const std::function<void(nlohmann::json&)>& fn) {
+    nlohmann::json j;
+    {
+      std::ifstream in(dir_ + "/" + name);
+      in >> j;
+    }
+    fn(j);
+    std::ofstream(dir_ + "/" + name, std::ios::trunc) << j.dump();
+  }
+  std::string dir_;
+};
+
+TEST_F(CheckpointErrors, MissingDirectory) {
+  std::string msg = error_of([&] { Checkpoint::open(dir_ + "/nope"); });
+  EXPECT_CONTAINS(msg, dir_ + "/nope");
+}
+
+TEST_F(CheckpointErrors, MissingConfig) {
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "config.json");
+}
+
+TEST_F(CheckpointErrors, NoWeights) {
+  write_config();
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "no weights");
+  EXPECT_CONTAINS(msg, dir_);
+}
+
+TEST_F(CheckpointErrors, ConfigMissingKeyAndWrongModelType) {
+  write_config();
+  edit_json("config.json", [](nlohmann::json& j) { j.erase("num_attention_heads"); });
+  std::string msg = error_of([&] { load_model_config(dir_); });
+  EXPECT_CONTAINS(msg, "config.json");
+  EXPECT_CONTAINS(msg, "num_attention_heads");
+  write_config();
+  edit_json("config.json", [](nlohmann::json& j) { j["model_type"] = "chatglm2"; });
+  msg = error_of([&] { load_model_config(dir_ + "/config.json"); });
+  EXPECT_CONTAINS(msg, "model_type");
+  EXPECT_CONTAINS(msg, "chatglm2");
+}
+
+TEST_F(CheckpointErrors, IndexNamesMissingShardFile) {
+  make(CheckpointFormat::kSafetensors, 2);
+  std::remove((dir_ + "/model-00002-of-00002.safetensors").c_str());
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "model-00002-of-00002.safetensors");
+}
+
+TEST_F(CheckpointErrors, TensorInIndexButNotInShard) {
+  for (auto fmt : {CheckpointFormat::kSafetensors, CheckpointFormat::kBin}) {
+    make(fmt, 2);
+    const bool bin = fmt == CheckpointFormat::kBin;
+    const std::string index = bin ? "pytorch_model.bin.index.json" : "model.safetensors.index.json";
+    const std::string shard = bin ? "pytorch_model-00001-of-00002.bin" : "model-00001-of-00002.safetensors";
+    edit_json(index, [&](nlohmann::json& j) { j["weight_map"]["transformer.layers.9.extra.weight"] = shard; });
+    std::string msg = error_of([&] { Checkpoint::open(dir_); });
+    EXPECT_CONTAINS(msg, "transformer.layers.9.extra.weight");
+    EXPECT_CONTAINS(msg, shard);
+  }
+}
+
+TEST_F(CheckpointErrors, TruncatedShard) {
+  for (auto fmt : {CheckpointFormat::kSafetensors, CheckpointFormat::kBin}) {
+    make(fmt, 1);
+    const std::string file = fmt == CheckpointFormat::kBin ? "pytorch_model.bin" : "model.safetensors";
+    const std::string path = dir_ + "/" + file;
+    std::ifstream in(path, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    write_bytes(file, bytes.substr(0, bytes.size() / 2));
+    std::string msg = error_of([&] { Checkpoint::open(dir_); });
+    EXPECT_CONTAINS(msg, path);
+    if (fmt == CheckpointFormat::kSafetensors) EXPECT_CONTAINS(msg, "truncated");
+  }
+}
+
+TEST_F(CheckpointErrors, ShapeContradictsConfig) {
+  make(CheckpointFormat::kSafetensors, 1);
+  edit_json("config.json", [](nlohmann::json& j) { j["inner_hidden_size"] = 128; });
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "model.safetensors");
+  EXPECT_CONTAINS(msg, "mlp.dense_");
+  EXPECT_CONTAINS(msg, "128]");
+  // A float checkpoint claimed to be int8 is rejected too.
+  make(CheckpointFormat::kBin, 1);
+  edit_json("config.json", [](nlohmann::json& j) { j["quantization_bit"] = 8; });
+  msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "pytorch_model.bin");
+  EXPECT_CONTAINS(msg, "int8");
+}
+
+TEST_F(CheckpointErrors, LayerBeyondConfig) {
+  make(CheckpointFormat::kSafetensors, 1);
+  edit_json("config.json", [](nlohmann::json& j) { j["num_layers"] = 1; });
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "transformer.layers.1.");
+}
+
+TEST_F(CheckpointErrors, UnsupportedDtype) {
+  write_config();
+  write_bytes("model.safetensors",
+              safetensors_with_header(R"({"x.weight":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}})", 2));
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "model.safetensors");
+  EXPECT_CONTAINS(msg, "x.weight");
+  EXPECT_CONTAINS(msg, "F8_E4M3");
+}
+
+TEST_F(CheckpointErrors, CorruptJsonHeader) {
+  write_config();
+  write_bytes("model.safetensors", safetensors_with_header(R"({"x.weight":{"dtype":"F32",)", 16));
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "model.safetensors");
+  EXPECT_CONTAINS(msg, "JSON");
+  // Header length beyond the file.
+  write_bytes("model.safetensors", std::string("\xff\xff\xff\x00\x00\x00\x00\x00{}", 10));
+  msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "model.safetensors");
+}
+
+TEST_F(CheckpointErrors, SafetensorsOffsetsOutOfBounds) {
+  write_config();
+  write_bytes("model.safetensors",
+              safetensors_with_header(R"({"x.weight":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}})", 8));
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "x.weight");
+  EXPECT_CONTAINS(msg, "beyond the end");
+}
+
+TEST_F(CheckpointErrors, PickleWithUnexpectedCallable) {
+  write_config();
+  {
+    ZipWriter zip(dir_ + "/pytorch_model.bin");
+    const std::string pkl = std::string("\x80\x02") + "cos\nsystem\nX\x04\x00\x00\x00true\x85R.";
+    zip.add("pytorch_model/data.pkl", pkl.data(), pkl.size());
+    zip.add("pytorch_model/version", "3\n", 2);
+    zip.finish();
+  }
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "pytorch_model.bin");
+  EXPECT_CONTAINS(msg, "os.system");
+}
+
+TEST_F(CheckpointErrors, NotAZipFile) {
+  write_config();
+  write_bytes("pytorch_model.bin", std::string(100, 'x'));
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "pytorch_model.bin");
+}
+
+TEST_F(CheckpointErrors, UnknownTensorName) {
+  make(CheckpointFormat::kSafetensors, 1);
+  Checkpoint ck = Checkpoint::open(dir_);
+  std::string msg = error_of([&] { ck.load("transformer.nope", at::kFloat); });
+  EXPECT_CONTAINS(msg, "transformer.nope");
+}
+
+TEST_F(CheckpointErrors, WriterLeavesNothingOnError) {
+  ModelConfig cfg = tiny_model_config(TinyModelOptions{});
+  WriteOptions w;
+  w.format = CheckpointFormat::kSafetensors;
+  w.shards = 2;
+  // complex64 is not writable: the first shard is fine, the second fails; no file remains.
+  std::vector<std::pair<std::string, at::Tensor>> t = {{"a", at::ones({2})},
+                                                       {"b", at::ones({2}, at::kComplexFloat)}};
+  std::string msg = error_of([&] { write_checkpoint(dir_, cfg, t, w); });
+  EXPECT_FALSE(msg.empty());
+  EXPECT_EQ(test::run_command("ls -A '" + dir_ + "' | wc -l").out, "0\n");
+}
+
+}  // namespace
+}  // namespace glmpipe
