@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <cstring>
 #include <exception>
 #include <iostream>
@@ -87,6 +88,7 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
   spec.hostfile = dep.mpi.hostfile;
   spec.bind_to_none = !dep.mpi.bind_to_core;
   spec.extra_args = dep.mpi.extra_args;
+  spec.forward_env = glmpipe_env_names();  // GLMPIPE_* (log level, fault injection, pid dir)
   std::vector<std::string> prog = original_argv();
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -126,6 +128,9 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   } else if (stages > 1 || o.dry_run) {
     exec_mpirun(s->plan_, s->dep_, o.dry_run);
     return nullptr;
+  }
+  if (const char* pid_dir = std::getenv("GLMPIPE_PID_DIR")) {  // for tests that kill a rank
+    std::ofstream(std::string(pid_dir) + "/rank" + std::to_string(s->ctx_.rank()) + ".pid") << getpid() << "\n";
   }
   const StagePlan& sp = s->plan_.stages.at(s->ctx_.rank());
   const bool cuda = sp.device.rfind("cuda", 0) == 0;
@@ -172,9 +177,15 @@ void Session::run() {
 }
 
 Session::~Session() {
+  // While unwinding an error, neither barrier nor finalize (both wait for the other ranks, one of
+  // which may be the one that failed): main() logs the error and MPI_Aborts the job.
+  const bool failing = std::uncaught_exceptions() > 0;
   runner_.reset();
-  // No barrier while unwinding: the peer may be the rank that failed (main() aborts the job).
-  if (transport_ && std::uncaught_exceptions() == 0) transport_->barrier();
+  if (failing) {
+    transport_.release();  // its destructor may wait on MPI; the job is about to be aborted
+    return;
+  }
+  if (transport_) transport_->barrier();
   transport_.reset();
   if (mpi_) finalize_mpi();
 }

@@ -3,6 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
 #include <thread>
 
@@ -20,6 +22,17 @@ Received wait_idle(PendingRecv& rx) {
   return rx.wait();
 }
 }  // namespace
+
+// Failure-injection hook for the failure tests: GLMPIPE_FAULT="RANK:STEP" makes that rank throw
+// when it starts micro-batch STEP (an ordinary error mid-generation).
+void StageRunner::maybe_inject_fault(int64_t step) const {
+  static const char* spec = std::getenv("GLMPIPE_FAULT");
+  if (!spec) return;
+  int rank = -1;
+  long long at_step = -1;
+  if (std::sscanf(spec, "%d:%lld", &rank, &at_step) == 2 && rank == ctx_.rank() && at_step == step)
+    GLMPIPE_FAIL() << "injected fault (GLMPIPE_FAULT=" << spec << ") at micro-batch " << step;
+}
 
 std::string StageStats::summary(const RankContext& ctx) const {
   std::ostringstream s;
@@ -59,6 +72,7 @@ void StageRunner::run() {
 
 at::Tensor StageRunner::compute(int64_t step, const std::vector<SeqMeta>& meta, const at::Tensor& ids, at::Tensor hidden) {
   auto t0 = Clock::now();
+  maybe_inject_fault(step);
   BatchLayout layout;
   for (const auto& m : meta)
     if (m.chunk.len > 0) layout.push_back(m.chunk);

@@ -58,6 +58,7 @@ class StageRunner {
   at::Tensor compute(int64_t step, const std::vector<SeqMeta>& meta, const at::Tensor& ids, at::Tensor hidden);
   void send_on(int64_t step, const at::Tensor& meta, const at::Tensor& ids, const at::Tensor& hidden);
   void reap_sends(bool all);
+  void maybe_inject_fault(int64_t step) const;
 
   RankContext ctx_;
   ChatGLMShard& shard_;
