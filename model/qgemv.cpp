@@ -105,6 +105,7 @@ int64_t row_grain(int64_t row_bytes) { return std::max<int64_t>(1, (64 << 10) / 
 
 bool gemv_uses_avx512() { return !g_portable_only && avx512_available(); }
 void set_portable_kernels(bool portable_only) { g_portable_only = portable_only; }
+int64_t quantized_gemv_max_tokens() { return current_isa() == Isa::kAvx512 ? kGemvMaxTokens : 64; }
 const char* gemv_kernel_isa() {
   switch (current_isa()) {
     case Isa::kAvx512: return "avx512";

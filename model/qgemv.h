@@ -21,6 +21,10 @@ enum class WeightFormat { kF32, kBF16, kInt8, kInt4 };
 // dequantized into a reused buffer and at::linear (OpenBLAS sgemm / oneDNN bf16) does the GEMM.
 // Measured crossover on 2-core Zen 4 (bench_linear): see bench/RESULTS_kernels.md.
 constexpr int64_t kGemvMaxTokens = 8;
+// The limit quantized_linear_forward applies: kGemvMaxTokens with AVX-512; 64 otherwise, because the
+// dequantize step of the GEMM path is only vectorized for AVX-512 (measured: 200+ ms for a
+// 16384×4096 int4 matrix on an AVX2-only VM, versus ~5-7 ms per kernel call at 1-2 tokens).
+int64_t quantized_gemv_max_tokens();
 
 // True when the AVX-512 kernels are usable on this CPU (and not disabled by set_portable_kernels).
 bool gemv_uses_avx512();

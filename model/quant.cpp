@@ -71,7 +71,7 @@ at::Tensor quantized_linear_forward(const at::Tensor& x, const LinearWeight& w) 
   const bool cpu_ok = x.device().is_cpu() && w.weight.device().is_cpu() && x.dim() == 2 &&
                       (xt == at::kFloat || xt == at::kBFloat16);
   if (!cpu_ok) return quantized_linear_reference(x, w);
-  if (x.size(0) <= kGemvMaxTokens) {
+  if (x.size(0) <= quantized_gemv_max_tokens()) {
     return gemv_forward(x, w.weight, w.bits == 4 ? WeightFormat::kInt4 : WeightFormat::kInt8, w.scale, w.bias);
   }
   const int64_t out = w.weight.size(0), in = w.weight.size(1) * (w.bits == 4 ? 2 : 1);
