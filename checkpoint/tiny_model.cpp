@@ -58,6 +58,8 @@ std::pair<at::Tensor, at::Tensor> quantize_weight_rows(const at::Tensor& w, int 
   return {q.to(at::kChar).contiguous(), scale};
 }
 
+constexpr double kResidualGain = 8.0;
+
 std::vector<std::pair<std::string, at::Tensor>> make_tiny_tensors(const TinyModelOptions& o) {
   const ModelConfig c = tiny_model_config(o);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
@@ -76,8 +78,15 @@ std::vector<std::pair<std::string, at::Tensor>> make_tiny_tensors(const TinyMode
     out.emplace_back(prefix + ".weight", normal({H}, 1, 0.1).to(ln_dtype));
     out.emplace_back(prefix + ".bias", normal({H}, 0, 0.1).to(ln_dtype));
   };
-  auto linear = [&](const std::string& prefix, int64_t out_f, int64_t in_f) {
-    at::Tensor w = normal({out_f, in_f}, 0, 1.0 / std::sqrt(double(in_f)));
+  // `gain` on the two projections that feed the residual: the reference's post-LN residual scales
+  // the normalized input by α = √56 ≈ 7.5, so sublayer outputs of unit size would leave every
+  // position dominated by its own token embedding (a random model would then greedily repeat its
+  // input token forever). Outputs of size ~α make the random model mix context and vary its output.
+  auto linear = [&](const std::string& prefix, int64_t out_f, int64_t in_f, double gain = 1.0) {
+    at::Tensor w = normal({out_f, in_f}, 0, gain / std::sqrt(double(in_f)));
+    // GELU outputs have a positive mean; rows summing to zero keep it from adding the same vector
+    // to every position (which would make one token win everywhere).
+    if (gain != 1.0) w = w - w.mean(1, true);
     at::Tensor b = normal({out_f}, 0, 0.02);
     if (o.quantization_bit) {
       auto [q, scale] = quantize_weight_rows(w.to(o.dtype), o.quantization_bit);
@@ -93,10 +102,10 @@ std::vector<std::pair<std::string, at::Tensor>> make_tiny_tensors(const TinyMode
     layer_norm(p + ".input_layernorm");
     out.emplace_back(p + ".attention.rotary_emb.inv_freq", inv_freq.to(o.dtype));
     linear(p + ".attention.query_key_value", 3 * H, H);
-    linear(p + ".attention.dense", H, H);
+    linear(p + ".attention.dense", H, H, kResidualGain);
     layer_norm(p + ".post_attention_layernorm");
     linear(p + ".mlp.dense_h_to_4h", I, H);
-    linear(p + ".mlp.dense_4h_to_h", H, I);
+    linear(p + ".mlp.dense_4h_to_h", H, I, kResidualGain);
   }
   layer_norm("transformer.final_layernorm");
   if (o.write_lm_head) out.emplace_back("lm_head.weight", emb.clone());

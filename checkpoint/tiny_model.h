@@ -4,7 +4,8 @@
 //   TinyModelOptions o;  o.layers = 4;  o.dtype = at::kHalf;  o.format = CheckpointFormat::kBin;
 //   ModelConfig cfg = make_tiny_model("/tmp/tiny", o);   // config.json + weights (+ index)
 //
-// Values: embeddings N(0,1), Linear weights N(0, 1/sqrt(in)), biases N(0, 0.02), LayerNorm weight
+// Values: embeddings N(0,1), Linear weights N(0, 1/sqrt(in)) (×8 for attention.dense and
+// mlp.dense_4h_to_h, see tiny_model.cpp), biases N(0, 0.02), LayerNorm weight
 // 1 + N(0, 0.1), bias N(0, 0.1). As in the real fp16 checkpoint, LayerNorm tensors are stored fp32
 // when dtype is fp16; everything else is stored in dtype. Each layer also carries
 // `attention.rotary_emb.inv_freq` [head_dim/4] (the reader ignores it). `lm_head.weight` is a copy

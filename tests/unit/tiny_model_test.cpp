@@ -59,7 +59,10 @@ TEST(TinyModel, DeterministicForASeedAndWellConditioned) {
   EXPECT_FALSE(at::equal(a.at("transformer.layers.0.mlp.dense_h_to_4h.weight"),
                          c.at("transformer.layers.0.mlp.dense_h_to_4h.weight")));
   EXPECT_NEAR(a.at("transformer.word_embeddings.weight").std().item<double>(), 1.0, 0.05);
-  EXPECT_NEAR(a.at("transformer.layers.0.mlp.dense_4h_to_h.weight").std().item<double>(), 1.0 / std::sqrt(512.0), 0.01);
+  EXPECT_NEAR(a.at("transformer.layers.0.mlp.dense_h_to_4h.weight").std().item<double>(), 1.0 / std::sqrt(128.0), 0.01);
+  // residual-feeding projections: gain 8, rows centred (see tiny_model.cpp)
+  EXPECT_NEAR(a.at("transformer.layers.0.mlp.dense_4h_to_h.weight").std().item<double>(), 8.0 / std::sqrt(512.0), 0.03);
+  EXPECT_LT(a.at("transformer.layers.0.mlp.dense_4h_to_h.weight").sum(1).abs().max().item<double>(), 1e-3);
   EXPECT_NEAR(a.at("transformer.layers.0.input_layernorm.weight").mean().item<double>(), 1.0, 0.05);
   EXPECT_NEAR(a.at("transformer.layers.0.attention.dense.bias").std().item<double>(), 0.02, 0.01);
 }
