@@ -88,6 +88,19 @@ int64_t ChatGLMShard::parameter_bytes() {
   return n;
 }
 
+void ChatGLMShard::quantize_linears(int bits) {
+  for (auto& b : blocks_)
+    for (LinearWeight* w : {&b.attention.query_key_value, &b.attention.dense, &b.mlp.dense_h_to_4h, &b.mlp.dense_4h_to_h}) {
+      if (w->quantized() || !w->weight.defined()) continue;
+      auto [q, scale] = quantize_rows(w->weight, bits);
+      w->out_features = w->weight.size(0);
+      w->in_features = w->weight.size(1);
+      w->bits = bits;
+      w->weight = q;
+      w->scale = scale.to(at::kFloat);
+    }
+}
+
 void ChatGLMShard::load(const Checkpoint& ckpt) {
   const auto dt = options_.dtype;
   const auto dev = options_.device;

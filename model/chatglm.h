@@ -66,6 +66,10 @@ class ChatGLMShard {
   // (checkpoint key, tensor) for every parameter this shard holds.
   std::vector<std::pair<std::string, at::Tensor*>> named_parameters();
   int64_t parameter_bytes();
+  // Quantizes every float block Linear in place (per-row symmetric, spec §3.3): benchmarks and
+  // weights filled without a checkpoint. Loading with ModelOptions::quantize_bits does the same
+  // tensor by tensor.
+  void quantize_linears(int bits);
 
   // ids: [T] int64 → [T, hidden]
   at::Tensor embed(const at::Tensor& ids) const;
