@@ -1,0 +1,146 @@
+// `glmpipe serve --model DIR | --config C.yaml [--host 127.0.0.1] --port P`: an OpenAI-compatible
+// HTTP server (see launcher/http_server.h). The first stage runs the HTTP threads and the stage
+// loop (main thread); the other ranks of a pipeline only run their stage loop.
+// SIGTERM/SIGINT: stop accepting, drain in-flight requests for --drain-seconds, cancel the rest,
+// shut the pipeline down, exit 0.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <memory>
+#include <thread>
+
+#include "common/error.h"
+#include "launcher/cli_util.h"
+#include "launcher/command.h"
+#include "launcher/http_server.h"
+#include "launcher/metrics.h"
+#include "launcher/session.h"
+#include "model/tokenizer.h"
+#include "stage/request_router.h"
+
+namespace glmpipe {
+namespace {
+
+struct ServeOptions {
+  SessionOptions session;
+  SamplingParams sampling;
+  ServerOptions server;
+  std::string tokenizer;
+};
+
+// Self-pipe: the signal handler only writes one byte; a watcher thread does the work.
+int g_signal_pipe[2] = {-1, -1};
+extern "C" void on_stop_signal(int sig) {
+  const int saved = errno;
+  const char c = static_cast<char>(sig);
+  if (g_signal_pipe[1] >= 0) (void)!write(g_signal_pipe[1], &c, 1);
+  errno = saved;
+}
+
+void install_stop_handlers() {
+  GLMPIPE_CHECK(pipe(g_signal_pipe) == 0) << "serve: pipe() failed";
+  for (int fd : g_signal_pipe) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+// Blocks until a byte arrives; returns it (0 = internal wake-up, else the signal number).
+int wait_stop() {
+  char c = 0;
+  while (true) {
+    ssize_t n = read(g_signal_pipe[0], &c, 1);
+    if (n == 1) return c;
+    if (n < 0 && errno == EINTR) continue;
+    return 0;
+  }
+}
+
+std::string basename_of(std::string dir) {
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const auto slash = dir.rfind('/');
+  return slash == std::string::npos ? dir : dir.substr(slash + 1);
+}
+
+void run_serve(ServeOptions o) {
+  RequestRouter router;
+  ServerMetrics metrics;
+  auto session = Session::create(o.session, router.callback());
+  if (!session) return;
+  if (!session->ctx().is_first_stage()) {
+    session->run();
+    return;
+  }
+  std::string tok_path = o.tokenizer.empty() ? session->model_dir() + "/ice_text.model" : o.tokenizer;
+  GLMPIPE_CHECK(access(tok_path.c_str(), R_OK) == 0)
+      << "serve needs a tokenizer: " << tok_path << " is missing (put ice_text.model in the model dir or use --tokenizer)";
+  auto tok = ChatGLMTokenizer::load(tok_path);
+  o.server.model_id = basename_of(session->model_dir());
+  o.server.defaults = o.sampling;
+  Scheduler& sched = session->runner().scheduler();
+  StageRunner& runner = session->runner();
+  const int stage = session->ctx().stage();
+  auto snapshot = [&sched, &runner, &metrics, stage] {
+    MetricsSnapshot s;
+    s.queue_length = sched.queued();
+    s.active_sequences = std::max<int64_t>(0, metrics.in_flight.load() - s.queue_length);
+    s.stage = stage;
+    s.stats = &runner.stats();
+    return s;
+  };
+  ChatServer server(sched, router, metrics, tok, session->config(), o.server, snapshot);
+  install_stop_handlers();
+  server.start();
+  spdlog::info("serving {} on http://{}:{} (POST /v1/chat/completions, GET /v1/models /health /metrics)",
+               o.server.model_id, o.server.host, o.server.port);
+  std::atomic<bool> stopping{false};
+  std::thread watcher([&] {
+    const int sig = wait_stop();
+    stopping = true;
+    if (sig != 0) spdlog::info("signal {}: draining and shutting down", sig);
+    server.shutdown();
+    sched.request_shutdown();
+  });
+  auto wake_watcher = [] {
+    const char c = 0;
+    (void)!write(g_signal_pipe[1], &c, 1);
+  };
+  try {
+    session->run();
+  } catch (const std::exception& e) {
+    server.abort(std::string("the pipeline failed: ") + e.what());
+    wake_watcher();
+    watcher.join();
+    server.join();
+    throw;
+  }
+  wake_watcher();
+  watcher.join();
+  server.join();
+  spdlog::info("server stopped");
+}
+
+CommandRegistrar reg("serve", "OpenAI-compatible HTTP server (chat completions, streaming, /health, /metrics)",
+                     [](CLI::App& sub) {
+  auto o = std::make_shared<ServeOptions>();
+  add_session_options(sub, o->session);
+  add_sampling_options(sub, o->sampling);
+  sub.add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
+  sub.add_option("--port", o->server.port, "TCP port (default 8000)");
+  sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
+  sub.add_option("--health-timeout", o->server.health_timeout_s, "seconds the /health probe may take (default 5)");
+  sub.add_option("--drain-seconds", o->server.drain_s, "on SIGTERM, wait this long for in-flight requests (default 3)");
+  sub.add_option("--http-threads", o->server.threads, "HTTP worker threads (default 16)");
+  sub.callback([o] { run_serve(*o); });
+});
+
+}  // namespace
+}  // namespace glmpipe

@@ -1,0 +1,433 @@
+#include "launcher/http_server.h"
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+#include <ctime>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "common/error.h"
+#include "model/chat_prompt.h"
+
+namespace glmpipe {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// An OpenAI-style error response.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string param;  // "" → null
+  std::string code;   // "" → null
+  std::string type = "invalid_request_error";
+};
+
+json error_body(const ApiError& e) {
+  json err = {{"message", e.message}, {"type", e.type}, {"param", nullptr}, {"code", nullptr}};
+  if (!e.param.empty()) err["param"] = e.param;
+  if (!e.code.empty()) err["code"] = e.code;
+  return json{{"error", err}};
+}
+
+double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+}  // namespace
+
+// One completion in flight: its router stream and token accounting.
+struct Completion {
+  std::string id;
+  std::shared_ptr<RequestRouter::Stream> stream;
+  Clock::time_point start = Clock::now(), last_token;
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  std::vector<int> text_ids;  // generated ids that are text (not the final eos)
+  bool finished = false;
+  std::string finish_reason, error;
+};
+
+struct ChatServer::Impl {
+  Scheduler& sched;
+  RequestRouter& router;
+  ServerMetrics& metrics;
+  ChatGLMTokenizer tok;
+  ModelConfig cfg;
+  ServerOptions opt;
+  std::function<MetricsSnapshot()> snapshot;
+  httplib::Server svr;
+  std::thread listener;
+  std::mutex submit_mu;
+  bool accepting = true;  // guarded by submit_mu
+  std::atomic<bool> stopped{false};
+  int64_t created = static_cast<int64_t>(std::time(nullptr));
+
+  Impl(Scheduler& s, RequestRouter& r, ServerMetrics& m, ChatGLMTokenizer t, const ModelConfig& c, ServerOptions o,
+       std::function<MetricsSnapshot()> snap)
+      : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(std::move(o)), snapshot(std::move(snap)) {}
+
+  // Registers and submits; false when the server no longer accepts work.
+  bool submit(Request r, Completion& c) {
+    std::lock_guard<std::mutex> lock(submit_mu);
+    if (!accepting) return false;
+    c.id = r.id;
+    c.prompt_tokens = static_cast<int64_t>(r.input_ids.size());
+    c.stream = router.open(r.id);
+    c.stream->seq_id = sched.submit(std::move(r));
+    return true;
+  }
+  void release(Completion& c) {
+    if (!c.stream) return;
+    if (!c.finished && c.stream->seq_id >= 0) sched.cancel(c.stream->seq_id);
+    router.close(c.id);
+    c.stream.reset();
+  }
+
+  // Waits for the next event of `c` (no deadline: every submitted sequence ends with a finished
+  // event, also on cancel, shutdown and abort). Updates the counters; returns the event.
+  TokenEvent next_event(Completion& c) {
+    TokenEvent ev;
+    while (!c.stream->next(ev, std::chrono::milliseconds(200))) {
+    }
+    if (ev.token >= 0) {
+      const auto now = Clock::now();
+      if (c.completion_tokens == 0)
+        metrics.time_to_first_token.observe(std::chrono::duration<double>(now - c.start).count());
+      else
+        metrics.inter_token.observe(std::chrono::duration<double>(now - c.last_token).count());
+      c.last_token = now;
+      c.completion_tokens += 1;
+      metrics.generated_tokens_total += 1;
+      if (!(ev.finished && ev.finish_reason == "stop")) c.text_ids.push_back(static_cast<int>(ev.token));
+    }
+    if (ev.finished) {
+      c.finished = true;
+      c.finish_reason = ev.finish_reason;
+      c.error = ev.error;
+    }
+    return ev;
+  }
+
+  // A failure reported by the scheduler as the first event → the API error to answer with.
+  ApiError finish_error(const Completion& c) {
+    if (c.finish_reason == "error" && c.error.find("does not fit") != std::string::npos)
+      return ApiError{400, "This model's maximum context length is exceeded: " + c.error, "messages",
+                      "context_length_exceeded"};
+    if (c.finish_reason == "cancelled")
+      return ApiError{503, "the request was cancelled (server shutting down)", "", "", "server_error"};
+    return ApiError{500, "generation failed: " + c.error, "", "", "server_error"};
+  }
+
+  void send_error(httplib::Response& res, const ApiError& e) {
+    metrics.request_errors_total += 1;
+    res.status = e.status;
+    res.set_content(dump(error_body(e)), "application/json");
+  }
+
+  // Validates an OpenAI chat request into a scheduler Request (throws ApiError).
+  Request parse_request(const std::string& body, bool& stream) {
+    json j;
+    try {
+      j = json::parse(body);
+    } catch (const json::exception& e) {
+      throw ApiError{400, std::string("malformed JSON body: ") + e.what(), "", "invalid_json"};
+    }
+    if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", "", "invalid_json"};
+    if (j.contains("model") && !j["model"].is_null()) {
+      if (!j["model"].is_string()) throw ApiError{400, "'model' must be a string", "model", "invalid_type"};
+      if (j["model"].get<std::string>() != opt.model_id)
+        throw ApiError{404, "The model '" + j["model"].get<std::string>() + "' does not exist (this server serves '" +
+                                opt.model_id + "')",
+                       "model", "model_not_found"};
+    }
+    if (!j.contains("messages")) throw ApiError{400, "'messages' is a required property", "messages", "missing_required_parameter"};
+    const json& msgs = j["messages"];
+    if (!msgs.is_array() || msgs.empty())
+      throw ApiError{400, "'messages' must be a non-empty array", "messages", "invalid_type"};
+    std::vector<ChatMessage> messages;
+    for (const auto& m : msgs) {
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+          !m["content"].is_string())
+        throw ApiError{400, "each message must be an object with string 'role' and 'content'", "messages", "invalid_type"};
+      messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    }
+    std::string prompt;
+    try {
+      prompt = build_prompt_from_messages(messages);
+    } catch (const Error& e) {
+      throw ApiError{400, std::string("invalid messages: ") + e.what(), "messages", "invalid_value"};
+    }
+    SamplingParams p = opt.defaults;
+    p.seed = std::random_device{}();
+    auto number = [&](const char* key, double& out) {
+      if (!j.contains(key) || j[key].is_null()) return false;
+      if (!j[key].is_number()) throw ApiError{400, std::string("'") + key + "' must be a number", key, "invalid_type"};
+      out = j[key].get<double>();
+      return true;
+    };
+    double t = 0;
+    if (number("temperature", t)) {
+      if (!(t >= 0)) throw ApiError{400, "'temperature' must be >= 0", "temperature", "invalid_value"};
+      p.temperature = t;
+      p.greedy = t == 0;
+    }
+    double tp = 0;
+    if (number("top_p", tp)) {
+      if (!(tp > 0 && tp <= 1)) throw ApiError{400, "'top_p' must be in (0, 1]", "top_p", "invalid_value"};
+      p.top_p = tp;
+    }
+    if (j.contains("max_tokens") && !j["max_tokens"].is_null()) {
+      if (!j["max_tokens"].is_number_integer())
+        throw ApiError{400, "'max_tokens' must be an integer", "max_tokens", "invalid_type"};
+      const int64_t mt = j["max_tokens"].get<int64_t>();
+      if (mt <= 0) throw ApiError{400, "'max_tokens' must be > 0", "max_tokens", "invalid_value"};
+      p.max_new_tokens = mt;
+    }
+    if (j.contains("seed") && !j["seed"].is_null()) {
+      if (!j["seed"].is_number_integer() || j["seed"].get<int64_t>() < 0)
+        throw ApiError{400, "'seed' must be a non-negative integer", "seed", "invalid_type"};
+      p.seed = j["seed"].get<uint64_t>();
+    }
+    if (j.contains("n") && !j["n"].is_null() && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
+      throw ApiError{400, "only n = 1 is supported", "n", "invalid_value"};
+    stream = false;
+    if (j.contains("stream") && !j["stream"].is_null()) {
+      if (!j["stream"].is_boolean()) throw ApiError{400, "'stream' must be a boolean", "stream", "invalid_type"};
+      stream = j["stream"].get<bool>();
+    }
+    Request r;
+    r.params = p;
+    for (int id : tok.encode(prompt)) r.input_ids.push_back(id);
+    return r;
+  }
+
+  json chunk(const std::string& id, const json& delta, const json& finish) const {
+    return json{{"id", id},
+                {"object", "chat.completion.chunk"},
+                {"created", static_cast<int64_t>(std::time(nullptr))},
+                {"model", opt.model_id},
+                {"choices", json::array({json{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
+  }
+
+  void handle_completion(const httplib::Request& req, httplib::Response& res) {
+    metrics.requests_total += 1;
+    bool stream = false;
+    Request r;
+    try {
+      r = parse_request(req.body, stream);
+    } catch (const ApiError& e) {
+      return send_error(res, e);
+    }
+    r.id = router.new_request_id("chatcmpl-");
+    auto c = std::make_shared<Completion>();
+    if (!submit(std::move(r), *c))
+      return send_error(res, ApiError{503, "the server is shutting down", "", "", "server_error"});
+    metrics.in_flight += 1;
+    // The first event decides the status: an admission error is an ordinary 4xx/5xx response.
+    TokenEvent first = next_event(*c);
+    if (first.finished && first.token < 0) {
+      const ApiError e = finish_error(*c);
+      release(*c);
+      metrics.in_flight -= 1;
+      return send_error(res, e);
+    }
+    if (!stream) {
+      while (!c->finished) next_event(*c);
+      release(*c);
+      metrics.in_flight -= 1;
+      if (c->finish_reason != "stop" && c->finish_reason != "length") return send_error(res, finish_error(*c));
+      json out = {{"id", c->id},
+                  {"object", "chat.completion"},
+                  {"created", static_cast<int64_t>(std::time(nullptr))},
+                  {"model", opt.model_id},
+                  {"choices", json::array({json{{"index", 0},
+                                                {"message", {{"role", "assistant"},
+                                                             {"content", postprocess_response(tok.decode(c->text_ids))}}},
+                                                {"finish_reason", c->finish_reason}}})},
+                  {"usage", {{"prompt_tokens", c->prompt_tokens},
+                             {"completion_tokens", c->completion_tokens},
+                             {"total_tokens", c->prompt_tokens + c->completion_tokens}}}};
+      res.set_content(dump(out), "application/json");
+      return;
+    }
+    // Streaming: role chunk, content chunks as text becomes stable, final chunk, [DONE].
+    struct StreamState {
+      std::shared_ptr<Completion> c;
+      StreamDecoder decoder;
+      size_t fed = 0;  // text ids already pushed to the decoder
+      int phase = 0;   // 0: role, 1: content, 2: done
+    };
+    auto st = std::make_shared<StreamState>(StreamState{c, StreamDecoder(tok)});
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, st](size_t, httplib::DataSink& sink) {
+          auto send = [&](const json& j) {
+            const std::string line = "data: " + dump(j) + "\n\n";
+            return sink.write(line.data(), line.size());
+          };
+          Completion& c = *st->c;
+          if (st->phase == 0) {
+            st->phase = 1;
+            return send(chunk(c.id, json{{"role", "assistant"}, {"content", ""}}, nullptr));
+          }
+          if (st->phase == 2) {
+            static const std::string done = "data: [DONE]\n\n";
+            sink.write(done.data(), done.size());
+            sink.done();
+            return true;
+          }
+          if (st->fed == c.text_ids.size() && !c.finished) next_event(c);
+          std::string text;
+          for (; st->fed < c.text_ids.size(); ++st->fed) text += st->decoder.push(c.text_ids[st->fed]);
+          if (c.finished) text += st->decoder.flush();
+          if (!text.empty() && !send(chunk(c.id, json{{"content", text}}, nullptr))) return false;
+          if (c.finished) {
+            st->phase = 2;
+            const std::string reason = c.finish_reason == "error" ? "error" : c.finish_reason;
+            return send(chunk(c.id, json::object(), reason));
+          }
+          return true;
+        },
+        [this, st](bool success) {
+          if (!st->c->finished)
+            spdlog::info("{}: client went away mid-stream (success={}); cancelling", st->c->id, success);
+          release(*st->c);
+          metrics.in_flight -= 1;
+        });
+  }
+
+  void handle_health(httplib::Response& res) {
+    Request r;
+    r.id = router.new_request_id("health-");
+    r.input_ids = {cfg.gmask_token_id, cfg.bos_token_id};
+    r.params.greedy = true;
+    r.params.max_new_tokens = 1;
+    Completion c;
+    if (!submit(std::move(r), c)) {
+      res.status = 503;
+      res.set_content(dump(json{{"status", "shutting down"}}), "application/json");
+      return;
+    }
+    const auto deadline = Clock::now() + std::chrono::duration<double>(opt.health_timeout_s);
+    TokenEvent ev;
+    while (!c.finished && Clock::now() < deadline) {
+      if (!c.stream->next(ev, std::chrono::milliseconds(50))) continue;
+      if (ev.finished) {
+        c.finished = true;
+        c.finish_reason = ev.finish_reason;
+        c.error = ev.error;
+      }
+    }
+    const double took = since(c.start);
+    const bool ok = c.finished && (c.finish_reason == "stop" || c.finish_reason == "length");
+    json body = ok ? json{{"status", "ok"}, {"probe_seconds", took}}
+                   : json{{"status", "unavailable"},
+                          {"error", c.finished ? "probe ended with " + c.finish_reason + ": " + c.error
+                                               : "no token within " + std::to_string(opt.health_timeout_s) + " s"}};
+    release(c);
+    res.status = ok ? 200 : 503;
+    res.set_content(dump(body), "application/json");
+  }
+
+  void routes() {
+    svr.new_task_queue = [n = opt.threads] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
+    svr.set_payload_max_length(8u << 20);
+    svr.set_socket_options([](socket_t sock) {  // no SO_REUSEPORT: a port in use must fail to bind
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
+    svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { handle_completion(q, s); });
+    svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
+      json m = {{"id", opt.model_id}, {"object", "model"}, {"created", created}, {"owned_by", "glmpipe"}};
+      s.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+    });
+    svr.Get("/health", [this](const httplib::Request&, httplib::Response& s) { handle_health(s); });
+    svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& s) {
+      s.set_content(render_metrics(metrics, snapshot()), "text/plain; version=0.0.4");
+    });
+    svr.set_exception_handler([this](const httplib::Request&, httplib::Response& s, std::exception_ptr ep) {
+      std::string what = "internal error";
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      send_error(s, ApiError{500, what, "", "", "server_error"});
+    });
+    svr.set_error_handler([](const httplib::Request& q, httplib::Response& s) {
+      if (!s.body.empty()) return;
+      ApiError e{s.status, "no route for " + q.method + " " + q.path, "", s.status == 404 ? "not_found" : ""};
+      s.set_content(dump(error_body(e)), "application/json");
+    });
+  }
+};
+
+ChatServer::ChatServer(Scheduler& scheduler, RequestRouter& router, ServerMetrics& metrics, ChatGLMTokenizer tokenizer,
+                       const ModelConfig& config, ServerOptions options, std::function<MetricsSnapshot()> snapshot)
+    : impl_(std::make_unique<Impl>(scheduler, router, metrics, std::move(tokenizer), config, std::move(options),
+                                   std::move(snapshot))) {
+  impl_->routes();
+}
+
+ChatServer::~ChatServer() {
+  if (impl_->listener.joinable()) {
+    impl_->svr.stop();
+    impl_->listener.join();
+  }
+}
+
+void ChatServer::start() {
+  auto& im = *impl_;
+  GLMPIPE_CHECK(im.svr.bind_to_port(im.opt.host, im.opt.port))
+      << "serve: cannot listen on " << im.opt.host << ":" << im.opt.port << " (in use, or a bad --host)";
+  im.listener = std::thread([&im] { im.svr.listen_after_bind(); });
+}
+
+void ChatServer::shutdown() {
+  auto& im = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(im.submit_mu);
+    if (!im.accepting) return;
+    im.accepting = false;
+  }
+  const auto drain_until = Clock::now() + std::chrono::duration<double>(im.opt.drain_s);
+  while (im.router.open_count() > 0 && Clock::now() < drain_until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto left = im.router.open_seq_ids();
+  if (!left.empty()) spdlog::info("shutdown: cancelling {} request(s) still in flight", left.size());
+  for (int64_t id : left) im.sched.cancel(id);
+  // Let cancelled streams write their final chunk before the socket goes (httplib stops streaming
+  // responses as soon as the server socket is closed).
+  const auto until = Clock::now() + std::chrono::seconds(3);
+  while (im.router.open_count() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  im.svr.stop();
+  im.stopped = true;
+}
+
+void ChatServer::abort(const std::string& why) {
+  auto& im = *impl_;
+  {
+    std::lock_guard<std::mutex> lock(im.submit_mu);
+    im.accepting = false;
+  }
+  im.router.fail_all(why);
+  im.svr.stop();
+  im.stopped = true;
+}
+
+void ChatServer::join() {
+  if (impl_->listener.joinable()) impl_->listener.join();
+}
+
+int ChatServer::port() const { return impl_->opt.port; }
+
+}  // namespace glmpipe

@@ -1,0 +1,58 @@
+// ChatServer: the OpenAI-compatible HTTP front end of `glmpipe serve`, running on cpp-httplib
+// worker threads of the first stage while the stage loop runs on the main thread.
+//
+//   POST /v1/chat/completions   OpenAI chat completions (stream=true: server-sent events)
+//   GET  /v1/models             the served model (id = basename of the model directory)
+//   GET  /health                a real one-token greedy probe through the pipeline
+//   GET  /metrics               Prometheus text (see launcher/metrics.h)
+//
+// Requests become scheduler Requests (continuous batching); their TokenEvents reach the handler
+// through a RequestRouter stream. A client that disconnects mid-stream has its sequence cancelled.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "checkpoint/model_config.h"
+#include "launcher/metrics.h"
+#include "model/tokenizer.h"
+#include "stage/request_router.h"
+#include "stage/sampler.h"
+#include "stage/scheduler.h"
+
+namespace glmpipe {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  std::string model_id;      // "model" reported and accepted (basename of the model dir)
+  SamplingParams defaults;   // used for fields a request leaves out (max_tokens → max_new_tokens)
+  double health_timeout_s = 5;
+  double drain_s = 3;        // on shutdown: wait this long for in-flight requests, then cancel
+  int threads = 16;          // HTTP worker threads (bounds concurrent connections)
+};
+
+class ChatServer {
+ public:
+  ChatServer(Scheduler& scheduler, RequestRouter& router, ServerMetrics& metrics, ChatGLMTokenizer tokenizer,
+             const ModelConfig& config, ServerOptions options, std::function<MetricsSnapshot()> snapshot);
+  ~ChatServer();
+
+  // Binds host:port (Error when it cannot) and serves on a background thread.
+  void start();
+  // Stops accepting completions (503), waits up to drain_s for in-flight ones, cancels the rest,
+  // then closes the listening socket. Does not shut the scheduler down. Idempotent.
+  void shutdown();
+  // Ends every open request with an error (the stage loop failed) and closes the socket.
+  void abort(const std::string& why);
+  // Waits for the listening thread to end (after shutdown/abort).
+  void join();
+  int port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace glmpipe

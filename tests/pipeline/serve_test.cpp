@@ -1,0 +1,376 @@
+// `glmpipe serve`: the OpenAI-compatible server driven with curl, as a client would. A tiny random
+// model with the tiny test tokenizer (tests/data/tiny_chatglm.model as ice_text.model); the model's
+// special ids are rewritten to the tokenizer's so that prompts have the GLM layout and <eop> stops.
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "checkpoint/tiny_model.h"
+#include "model/chat_prompt.h"
+#include "model/tokenizer.h"
+#include "tests/test_util.h"
+
+using namespace glmpipe;
+using json = nlohmann::json;
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+// A tiny chat model: random weights, vocab covering the test tokenizer, its special ids.
+std::string make_chat_model(const std::string& dir) {
+  const std::string spm = test::source_dir() + "/tests/data/tiny_chatglm.model";
+  auto tok = ChatGLMTokenizer::load(spm);
+  TinyModelOptions o;
+  o.layers = 2;
+  o.hidden = 64;
+  o.heads = 4;
+  o.vocab = (tok.vocab_size() + 63) / 64 * 64;
+  o.seed = 5;
+  make_tiny_model(dir, o);
+  json cfg = json::parse(slurp(dir + "/config.json"));
+  cfg["bos_token_id"] = tok.bos_id();
+  cfg["eos_token_id"] = tok.eos_id();
+  cfg["gmask_token_id"] = tok.gmask_id();
+  if (tok.mask_id() >= 0) cfg["mask_token_id"] = tok.mask_id();
+  if (tok.pad_id() >= 0) cfg["pad_token_id"] = tok.pad_id();
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  std::system(("cp '" + spm + "' '" + dir + "/ice_text.model'").c_str());
+  return dir;
+}
+
+int free_port() {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = 0;
+  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  const int port = ntohs(a.sin_port);
+  close(s);
+  return port;
+}
+
+struct Http {
+  int code = 0;
+  std::string body;
+};
+
+// A `glmpipe serve` process in the background: its pid, exit code and log in files of `dir`.
+class ServerProc {
+ public:
+  ServerProc(const std::string& dir, const std::string& args, const std::string& env = "") : dir_(dir) {
+    port_ = free_port();
+    const std::string cmd = "sh -c '" + env + " " + test::glmpipe_bin() + " serve " + args + " --port " +
+                            std::to_string(port_) + " > " + dir + "/server.log 2>&1 & echo $! > " + dir +
+                            "/server.pid; wait $!; echo $? > " + dir + "/server.rc' &";
+    std::system(cmd.c_str());
+    for (int i = 0; i < 100 && !test::file_exists(dir + "/server.pid"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    std::ifstream(dir + "/server.pid") >> pid_;
+  }
+  ~ServerProc() {
+    if (pid_ > 0 && !exited()) {  // SIGTERM first: mpirun then takes its ranks down too
+      kill(pid_, SIGTERM);
+      if (!wait_exit(10)) kill(pid_, SIGKILL);
+    }
+  }
+  std::string url(const std::string& path) const { return "http://127.0.0.1:" + std::to_string(port_) + path; }
+  Http get(const std::string& path, int timeout_s = 20) const {
+    return parse(test::run_command("curl -s --max-time " + std::to_string(timeout_s) + " -w '\\n%{http_code}' " + url(path)));
+  }
+  Http post(const std::string& body, int timeout_s = 60) {
+    const std::string f = dir_ + "/body" + std::to_string(n_++) + ".json";
+    std::ofstream(f) << body;
+    return parse(test::run_command("curl -sN --max-time " + std::to_string(timeout_s) +
+                                   " -H 'Content-Type: application/json' --data-binary @" + f + " -w '\\n%{http_code}' " +
+                                   url("/v1/chat/completions")));
+  }
+  // Waits for /health = 200; false after `seconds`.
+  bool wait_healthy(int seconds) const {
+    auto t0 = std::chrono::steady_clock::now();
+    while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(seconds)) {
+      if (exited()) return false;
+      if (get("/health", 10).code == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+    return false;
+  }
+  bool exited() const { return test::file_exists(dir_ + "/server.rc"); }
+  int exit_code() const {
+    int rc = -1;
+    std::ifstream(dir_ + "/server.rc") >> rc;
+    return rc;
+  }
+  bool wait_exit(double seconds) const {
+    auto t0 = std::chrono::steady_clock::now();
+    while (!exited() && std::chrono::steady_clock::now() - t0 < std::chrono::duration<double>(seconds))
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    return exited();
+  }
+  std::string log() const { return slurp(dir_ + "/server.log"); }
+  int pid() const { return pid_; }
+
+ private:
+  static Http parse(const test::RunResult& r) {
+    Http h;
+    const auto nl = r.out.rfind('\n');
+    if (nl == std::string::npos) return h;
+    h.code = std::atoi(r.out.c_str() + nl + 1);
+    h.body = r.out.substr(0, nl);
+    return h;
+  }
+  std::string dir_;
+  int port_ = 0, pid_ = 0, n_ = 0;
+};
+
+json chat_body(const std::string& extra = "") {
+  return json::parse(R"({"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello world"}],
+                        "max_tokens": 12, "temperature": 0.8, "top_p": 0.9, "seed": 3)" + extra + "}");
+}
+
+// The value of an unlabelled Prometheus sample.
+double sample(const std::string& text, const std::string& name) {
+  std::istringstream s(text);
+  std::string line;
+  while (std::getline(s, line))
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
+void expect_error(const Http& h, int status, const std::string& param, const std::string& what) {
+  EXPECT_EQ(h.code, status) << what << ": " << h.body;
+  json j = json::parse(h.body, nullptr, false);
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << what << ": " << h.body;
+  EXPECT_TRUE(j["error"]["message"].is_string()) << what;
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error") << what;
+  EXPECT_TRUE(j["error"].contains("code")) << what;
+  if (!param.empty()) EXPECT_EQ(j["error"]["param"], param) << what;
+}
+
+class Serve : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(test::make_temp_dir("serve"));
+    model_ = new std::string(make_chat_model(*dir_ + "/tinychat"));
+    server_ = new ServerProc(*dir_, "--model " + *model_ + " --threads 1 --max-batch 4 --max-seq 256");
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(server_->wait_healthy(60)) << "server not healthy:\n" << server_->log(); }
+  static std::string* dir_;
+  static std::string* model_;
+  static ServerProc* server_;
+};
+std::string* Serve::dir_ = nullptr;
+std::string* Serve::model_ = nullptr;
+ServerProc* Serve::server_ = nullptr;
+
+void expect_completion(const Http& h) {
+  ASSERT_EQ(h.code, 200) << h.body;
+  json j = json::parse(h.body);
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_TRUE(j["id"].is_string());
+  EXPECT_TRUE(j["created"].is_number_integer());
+  EXPECT_EQ(j["model"], "tinychat");
+  ASSERT_EQ(j["choices"].size(), 1u);
+  EXPECT_EQ(j["choices"][0]["index"], 0);
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  EXPECT_TRUE(j["choices"][0]["message"]["content"].is_string());
+  const std::string fr = j["choices"][0]["finish_reason"];
+  EXPECT_TRUE(fr == "stop" || fr == "length") << fr;
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 0);
+  EXPECT_GT(j["usage"]["completion_tokens"].get<int>(), 0);
+  EXPECT_LE(j["usage"]["completion_tokens"].get<int>(), 12);
+  EXPECT_EQ(j["usage"]["total_tokens"], j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
+}
+
+TEST_F(Serve, NonStreamingCompletion) {
+  auto h = server_->post(chat_body().dump());
+  expect_completion(h);
+  // Same seed, same answer; greedy works too.
+  auto again = server_->post(chat_body().dump());
+  ASSERT_EQ(again.code, 200);
+  EXPECT_EQ(json::parse(again.body)["choices"][0]["message"], json::parse(h.body)["choices"][0]["message"]);
+  expect_completion(server_->post(chat_body(R"(, "temperature": 0, "model": "tinychat")").dump()));
+}
+
+TEST_F(Serve, StreamingChunksEndWithDone) {
+  auto h = server_->post(chat_body(R"(, "stream": true)").dump());
+  ASSERT_EQ(h.code, 200) << h.body;
+  std::istringstream s(h.body);
+  std::string line, content, last;
+  std::vector<json> chunks;
+  while (std::getline(s, line)) {
+    if (line.empty()) continue;
+    ASSERT_EQ(line.rfind("data: ", 0), 0u) << "not an SSE data line: " << line;
+    last = line;
+    if (line == "data: [DONE]") continue;
+    chunks.push_back(json::parse(line.substr(6)));
+  }
+  EXPECT_EQ(last, "data: [DONE]");
+  ASSERT_GE(chunks.size(), 2u);
+  for (const auto& c : chunks) {
+    EXPECT_EQ(c["object"], "chat.completion.chunk");
+    EXPECT_EQ(c["model"], "tinychat");
+    EXPECT_EQ(c["id"], chunks[0]["id"]);
+  }
+  EXPECT_EQ(chunks.front()["choices"][0]["delta"]["role"], "assistant");
+  const std::string fr = chunks.back()["choices"][0]["finish_reason"];
+  EXPECT_TRUE(fr == "stop" || fr == "length") << fr;
+  for (size_t i = 0; i + 1 < chunks.size(); ++i) {
+    EXPECT_TRUE(chunks[i]["choices"][0]["finish_reason"].is_null());
+    if (i > 0) content += chunks[i]["choices"][0]["delta"]["content"].get<std::string>();
+  }
+  // The streamed pieces add up to the non-streamed answer for the same seed (which is
+  // post-processed: whitespace strip, full-width punctuation).
+  auto whole = json::parse(server_->post(chat_body().dump()).body);
+  EXPECT_EQ(postprocess_response(content), whole["choices"][0]["message"]["content"].get<std::string>());
+}
+
+TEST_F(Serve, ConcurrentRequestsAllSucceed) {
+  std::vector<std::string> outs;
+  std::string cmd;
+  for (int i = 0; i < 4; ++i) {
+    const std::string f = *dir_ + "/conc" + std::to_string(i);
+    std::ofstream(f + ".json") << chat_body(i % 2 ? R"(, "stream": true)" : "").dump();
+    cmd += "curl -sN --max-time 60 -H 'Content-Type: application/json' --data-binary @" + f + ".json -o " + f +
+           ".out -w '%{http_code}' " + server_->url("/v1/chat/completions") + " > " + f + ".code & ";
+    outs.push_back(f);
+  }
+  auto r = test::run_command(cmd + "wait");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(slurp(outs[i] + ".code"), "200") << slurp(outs[i] + ".out");
+    const std::string body = slurp(outs[i] + ".out");
+    if (i % 2)
+      EXPECT_NE(body.find("data: [DONE]"), std::string::npos) << body;
+    else
+      expect_completion(Http{200, body});
+  }
+}
+
+TEST_F(Serve, MalformedInputIs4xxAndServerKeepsServing) {
+  expect_error(server_->post("{not json"), 400, "", "malformed JSON");
+  expect_error(server_->post("[1, 2]"), 400, "", "not an object");
+  expect_error(server_->post(R"({"max_tokens": 5})"), 400, "messages", "missing messages");
+  expect_error(server_->post(R"({"messages": []})"), 400, "messages", "empty messages");
+  expect_error(server_->post(R"({"messages": [{"role": "user"}]})"), 400, "messages", "message without content");
+  expect_error(server_->post(R"({"messages": [{"role": "assistant", "content": "hi"}]})"), 400, "messages",
+               "last message not from the user");
+  expect_error(server_->post(chat_body(R"(, "model": "gpt-4")").dump()), 404, "model", "unknown model");
+  expect_error(server_->post(chat_body(R"(, "temperature": -0.5)").dump()), 400, "temperature", "temperature < 0");
+  expect_error(server_->post(chat_body(R"(, "top_p": 0)").dump()), 400, "top_p", "top_p = 0");
+  expect_error(server_->post(chat_body(R"(, "top_p": 1.5)").dump()), 400, "top_p", "top_p > 1");
+  expect_error(server_->post(chat_body(R"(, "max_tokens": 0)").dump()), 400, "max_tokens", "max_tokens = 0");
+  expect_error(server_->post(chat_body(R"(, "max_tokens": "ten")").dump()), 400, "max_tokens", "max_tokens string");
+  expect_error(server_->post(chat_body(R"(, "temperature": "hot")").dump()), 400, "temperature", "temperature string");
+  expect_error(server_->post(chat_body(R"(, "stream": "yes")").dump()), 400, "stream", "stream string");
+  // Over-long prompt: the server runs with --max-seq 256.
+  std::string lng;
+  for (int i = 0; i < 400; ++i) lng += "hello world ";
+  json big = chat_body();
+  big["messages"][1]["content"] = lng;
+  expect_error(server_->post(big.dump()), 400, "messages", "over-long prompt");
+  big["stream"] = true;
+  expect_error(server_->post(big.dump()), 400, "messages", "over-long prompt, streaming");
+  expect_completion(server_->post(chat_body().dump()));
+}
+
+TEST_F(Serve, MetricsCountRequestsAndTokens) {
+  auto before = server_->get("/metrics");
+  ASSERT_EQ(before.code, 200);
+  for (const char* name : {"glmpipe_requests_total", "glmpipe_generated_tokens_total", "glmpipe_queue_length",
+                           "glmpipe_active_sequences", "process_resident_memory_bytes",
+                           "glmpipe_time_to_first_token_seconds_count", "glmpipe_inter_token_seconds_count"})
+    EXPECT_GE(sample(before.body, name), 0) << name << " missing:\n" << before.body;
+  for (const char* name : {"glmpipe_stage_compute_seconds_total{stage=\"0\"}", "glmpipe_stage_idle_seconds_total{stage=\"0\"}",
+                           "glmpipe_stage_send_seconds_total{stage=\"0\"}", "glmpipe_stage_recv_seconds_total{stage=\"0\"}",
+                           "glmpipe_time_to_first_token_seconds_bucket{le=\"+Inf\"}"})
+    EXPECT_NE(before.body.find(name), std::string::npos) << name << " missing";
+  expect_completion(server_->post(chat_body().dump()));
+  auto after = server_->get("/metrics");
+  EXPECT_EQ(sample(after.body, "glmpipe_requests_total"), sample(before.body, "glmpipe_requests_total") + 1);
+  EXPECT_GT(sample(after.body, "glmpipe_generated_tokens_total"), sample(before.body, "glmpipe_generated_tokens_total"));
+  EXPECT_EQ(sample(after.body, "glmpipe_time_to_first_token_seconds_count"),
+            sample(before.body, "glmpipe_time_to_first_token_seconds_count") + 1);
+  EXPECT_GT(sample(after.body, "process_resident_memory_bytes"), 1e6);
+}
+
+TEST_F(Serve, ModelsAndUnknownRoutes) {
+  auto h = server_->get("/v1/models");
+  ASSERT_EQ(h.code, 200);
+  json j = json::parse(h.body);
+  EXPECT_EQ(j["object"], "list");
+  ASSERT_EQ(j["data"].size(), 1u);
+  EXPECT_EQ(j["data"][0]["id"], "tinychat");
+  EXPECT_EQ(j["data"][0]["object"], "model");
+  auto health = server_->get("/health");
+  EXPECT_EQ(health.code, 200);
+  EXPECT_EQ(json::parse(health.body)["status"], "ok");
+  EXPECT_EQ(server_->get("/v1/nothing").code, 404);
+}
+
+// Last in this file's order: SIGTERM ends the suite's server.
+TEST_F(Serve, ZzSigtermExitsZero) {
+  // A long streaming request in flight while the signal arrives.
+  const std::string f = *dir_ + "/long";
+  std::ofstream(f + ".json") << chat_body(R"(, "stream": true, "max_tokens": 200)").dump();
+  std::system(("curl -sN --max-time 60 -H 'Content-Type: application/json' --data-binary @" + f + ".json " +
+               server_->url("/v1/chat/completions") + " > " + f + ".out 2>&1 &").c_str());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(server_->pid(), SIGTERM), 0);
+  ASSERT_TRUE(server_->wait_exit(15)) << "server still running 15 s after SIGTERM:\n" << server_->log();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(server_->exit_code(), 0) << server_->log();
+  EXPECT_LT(s, 8.0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_NE(slurp(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
+}
+
+// A 2-rank CPU pipeline behind the server; killing rank 1 takes /health (or the server) down.
+TEST(ServePipeline, TwoRanksCompletionThenRankLoss) {
+  const std::string dir = test::make_temp_dir("serve_pipe");
+  const std::string model = make_chat_model(dir + "/tinychat");
+  std::ofstream(dir + "/two.yaml") << "model: {path: unused, dtype: float32}\nranks:\n"
+                                      "  - {device: cpu, max_memory: 2GiB, threads: 1}\n"
+                                      "  - {device: cpu, max_memory: 2GiB, threads: 1}\n"
+                                      "placement: balanced\nkv_cache: {max_batch: 2, max_seq_len: 256}\n"
+                                      "reserve: {cpu: 64MiB}\n";
+  std::system(("mkdir -p " + dir + "/pids").c_str());
+  ServerProc server(dir, "--config " + dir + "/two.yaml --model " + model, "GLMPIPE_PID_DIR=" + dir + "/pids");
+  ASSERT_TRUE(server.wait_healthy(90)) << server.log();
+  expect_completion(server.post(chat_body().dump()));
+  int rank1 = 0;
+  std::ifstream(dir + "/pids/rank1.pid") >> rank1;
+  ASSERT_GT(rank1, 0);
+  ASSERT_EQ(kill(rank1, SIGKILL), 0);
+  auto t0 = std::chrono::steady_clock::now();
+  bool down = false;
+  while (!down && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30)) {
+    down = server.exited() || server.get("/health", 8).code != 200;
+    if (!down) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(down) << "/health still 200 after rank 1 was killed:\n" << server.log();
+  EXPECT_TRUE(server.wait_exit(30)) << "server still running after losing rank 1";
+}
+
+}  // namespace
