@@ -1,0 +1,277 @@
+#include "launcher/batch_job.h"
+
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+
+#include "common/error.h"
+#include "model/chat_prompt.h"
+#include "model/tokenizer.h"
+
+namespace glmpipe {
+
+using json = nlohmann::json;
+
+SamplingParams sampling_defaults(const GenerationDefaults& g) {
+  SamplingParams p;
+  p.greedy = g.greedy;
+  p.temperature = g.temperature;
+  p.top_p = g.top_p;
+  p.top_k = g.top_k;
+  p.repetition_penalty = g.repetition_penalty;
+  p.seed = g.seed;
+  p.max_length = g.max_length;
+  p.max_new_tokens = g.max_new_tokens > 0 ? g.max_new_tokens : g.max_length;  // 0 = max_length only
+  return p;
+}
+
+namespace {
+
+std::string id_of(const json& j) {
+  if (!j.is_object() || !j.contains("id")) return "";
+  const json& v = j["id"];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_number_integer()) return v.dump();
+  return "";
+}
+
+// Reads key `k` of `j` into `out` when present; returns an error message ("" when fine).
+std::string get_int(const json& j, const char* k, int64_t lo, int64_t& out) {
+  if (!j.contains(k)) return "";
+  const json& v = j[k];
+  if (!v.is_number_integer()) return std::string("\"") + k + "\" must be an integer";
+  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())
+                        ? std::numeric_limits<int64_t>::max()
+                        : v.get<int64_t>();
+  if (x < lo) return std::string("\"") + k + "\" must be >= " + std::to_string(lo);
+  out = x;
+  return "";
+}
+
+std::string get_real(const json& j, const char* k, double lo, double hi, double& out) {
+  if (!j.contains(k)) return "";
+  const json& v = j[k];
+  if (!v.is_number()) return std::string("\"") + k + "\" must be a number";
+  const double x = v.get<double>();
+  if (!(x > lo && x <= hi))
+    return std::string("\"") + k + "\" must be in (" + json(lo).dump() + ", " + json(hi).dump() + "]";
+  out = x;
+  return "";
+}
+
+std::string read_params(const json& j, SamplingParams& p) {
+  std::string e;
+  if (j.contains("greedy")) {
+    if (!j["greedy"].is_boolean()) return "\"greedy\" must be true or false";
+    p.greedy = j["greedy"].get<bool>();
+  }
+  if (!(e = get_int(j, "max_new_tokens", 1, p.max_new_tokens)).empty()) return e;
+  if (!(e = get_int(j, "max_length", 1, p.max_length)).empty()) return e;
+  if (!(e = get_int(j, "top_k", 0, p.top_k)).empty()) return e;
+  int64_t seed = 0;
+  if (!(e = get_int(j, "seed", 0, seed)).empty()) return e;
+  if (j.contains("seed")) p.seed = static_cast<uint64_t>(seed);
+  if (!(e = get_real(j, "temperature", 0.0, 100.0, p.temperature)).empty()) return e;
+  if (!(e = get_real(j, "top_p", 0.0, 1.0, p.top_p)).empty()) return e;
+  if (!(e = get_real(j, "repetition_penalty", 0.0, 100.0, p.repetition_penalty)).empty()) return e;
+  return "";
+}
+
+std::string read_string(const json& v, const std::string& what, std::string& out) {
+  if (!v.is_string()) return what + " must be a string";
+  out = v.get<std::string>();
+  return "";
+}
+
+// Prompt text from "prompt" (+ "history") or "messages"; "" error when fine.
+std::string prompt_text(const json& j, std::string& text) {
+  const bool has_msgs = j.contains("messages"), has_prompt = j.contains("prompt"), has_hist = j.contains("history");
+  if (has_msgs) {
+    if (has_prompt || has_hist) return "give either \"messages\" or \"prompt\"/\"history\", not both";
+    const json& m = j["messages"];
+    if (!m.is_array()) return "\"messages\" must be an array of {\"role\", \"content\"} objects";
+    std::vector<ChatMessage> msgs;
+    for (const auto& x : m) {
+      if (!x.is_object() || !x.contains("role") || !x.contains("content") || !x["role"].is_string() ||
+          !x["content"].is_string())
+        return "every entry of \"messages\" must be {\"role\": string, \"content\": string}";
+      msgs.push_back({x["role"].get<std::string>(), x["content"].get<std::string>()});
+    }
+    try {
+      text = build_prompt_from_messages(msgs);
+    } catch (const Error& e) {
+      return std::string("\"messages\": ") + e.what();
+    }
+    return "";
+  }
+  if (!has_prompt) return "\"history\" needs a \"prompt\"";
+  std::string query;
+  if (auto e = read_string(j["prompt"], "\"prompt\"", query); !e.empty()) return e;
+  ChatHistory history;
+  if (has_hist) {
+    const json& h = j["history"];
+    if (!h.is_array()) return "\"history\" must be an array of [query, response] pairs";
+    for (const auto& round : h) {
+      if (!round.is_array() || round.size() != 2 || !round[0].is_string() || !round[1].is_string())
+        return "\"history\" must be an array of [query, response] string pairs";
+      history.emplace_back(round[0].get<std::string>(), round[1].get<std::string>());
+    }
+  }
+  text = build_chat_prompt(history, query);
+  return "";
+}
+
+std::string read_prompt(const json& j, const ChatGLMTokenizer* tok, int64_t vocab_size, std::vector<int64_t>& ids) {
+  const bool has_ids = j.contains("ids");
+  const bool has_text = j.contains("prompt") || j.contains("messages") || j.contains("history");
+  if (has_ids && has_text) return "give either \"ids\" or \"prompt\"/\"messages\", not both";
+  if (!has_ids && !has_text) return "no \"ids\", \"prompt\" or \"messages\"";
+  if (has_ids) {
+    const json& a = j["ids"];
+    if (!a.is_array() || a.empty()) return "\"ids\" must be a non-empty array of token ids";
+    for (const auto& v : a) {
+      if (!v.is_number_integer()) return "\"ids\" must contain integers only (got " + v.dump() + ")";
+      if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()))
+        return "token id " + v.dump() + " outside the vocabulary";
+      const int64_t t = v.get<int64_t>();
+      if (t < 0 || (vocab_size > 0 && t >= vocab_size))
+        return "token id " + std::to_string(t) + " outside the vocabulary [0, " + std::to_string(vocab_size) + ")";
+      ids.push_back(t);
+    }
+    return "";
+  }
+  std::string text;
+  if (auto e = prompt_text(j, text); !e.empty()) return e;
+  if (!tok) return "a text prompt needs a tokenizer (MODEL_DIR/ice_text.model or --tokenizer), or give \"ids\"";
+  for (int t : tok->encode(text)) {
+    if (t < 0 || (vocab_size > 0 && t >= vocab_size))
+      return "the tokenizer produced id " + std::to_string(t) + " outside the model's vocabulary [0, " +
+             std::to_string(vocab_size) + ")";
+    ids.push_back(t);
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string batch_line_id(const std::string& text) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  return j.is_discarded() ? "" : id_of(j);
+}
+
+BatchInput parse_batch_line(const std::string& text, int64_t line, const SamplingParams& defaults,
+                            const ChatGLMTokenizer* tok, int64_t vocab_size) {
+  BatchInput in;
+  in.line = line;
+  in.params = defaults;
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    in.error = "not valid JSON";
+    return in;
+  }
+  if (!j.is_object()) {
+    in.error = "not a JSON object";
+    return in;
+  }
+  in.id = id_of(j);
+  if (!in.id.empty()) in.id_value = j["id"];
+  if (!j.contains("id")) {
+    in.error = "missing \"id\"";
+    return in;
+  }
+  if (in.id.empty()) {
+    in.error = "\"id\" must be a non-empty string or an integer";
+    return in;
+  }
+  if (auto e = read_params(j, in.params); !e.empty()) {
+    in.error = e;
+    return in;
+  }
+  try {
+    in.error = read_prompt(j, tok, vocab_size, in.ids);
+  } catch (const std::exception& e) {  // tokenizer failures
+    in.error = e.what();
+  }
+  if (!in.error.empty()) in.ids.clear();
+  return in;
+}
+
+JsonlAppender::JsonlAppender(const std::string& path, bool fsync_each) : path_(path), fsync_(fsync_each) {
+  fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  GLMPIPE_CHECK(fd_ >= 0) << "cannot open " << path << " for appending: " << std::strerror(errno);
+  struct stat st;
+  GLMPIPE_CHECK(::fstat(fd_, &st) == 0) << "cannot stat " << path << ": " << std::strerror(errno);
+  std::string data(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < data.size()) {
+    ssize_t n = ::pread(fd_, data.data() + got, data.size() - got, static_cast<off_t>(got));
+    if (n < 0 && errno == EINTR) continue;
+    GLMPIPE_CHECK(n >= 0) << "cannot read " << path << ": " << std::strerror(errno);
+    if (n == 0) break;
+    got += static_cast<size_t>(n);
+  }
+  data.resize(got);
+  const size_t keep = data.rfind('\n') == std::string::npos ? 0 : data.rfind('\n') + 1;
+  if (keep < data.size()) {
+    dropped_ = static_cast<int64_t>(data.size() - keep);
+    spdlog::warn("{}: dropping a partial last line ({} bytes) left by an interrupted run", path, dropped_);
+    GLMPIPE_CHECK(::ftruncate(fd_, static_cast<off_t>(keep)) == 0)
+        << "cannot truncate " << path << ": " << std::strerror(errno);
+    ::fsync(fd_);
+  }
+  size_t pos = 0;
+  int64_t line = 0;
+  while (pos < keep) {
+    const size_t nl = data.find('\n', pos);
+    const std::string s = data.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line;
+    if (s.find_first_not_of(" \t\r") == std::string::npos) continue;
+    json j = json::parse(s, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      spdlog::warn("{}:{}: not a JSON object, ignored", path, line);
+      continue;
+    }
+    recovered_.push_back(std::move(j));
+  }
+}
+
+JsonlAppender::~JsonlAppender() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void JsonlAppender::append(const nlohmann::ordered_json& j) {
+  const std::string s = j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace) + "\n";
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd_, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    GLMPIPE_CHECK(n > 0) << "cannot write to " << path_ << ": " << std::strerror(errno);
+    off += static_cast<size_t>(n);
+  }
+  if (fsync_) ::fdatasync(fd_);
+}
+
+std::string format_progress(int64_t done, int64_t total, double tokens_per_s, double eta_s, int width) {
+  const double frac = total > 0 ? std::min(1.0, double(done) / double(total)) : 1.0;
+  const int filled = static_cast<int>(std::lround(frac * width));
+  std::string bar = "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
+  char buf[160];
+  if (eta_s >= 0 && std::isfinite(eta_s)) {
+    const int64_t e = static_cast<int64_t>(eta_s + 0.5);
+    std::snprintf(buf, sizeof(buf), " %lld/%lld  %.1f tok/s  ETA %lld:%02lld", (long long)done, (long long)total,
+                  tokens_per_s, (long long)(e / 60), (long long)(e % 60));
+  } else {
+    std::snprintf(buf, sizeof(buf), " %lld/%lld  %.1f tok/s  ETA --", (long long)done, (long long)total, tokens_per_s);
+  }
+  return bar + buf;
+}
+
+}  // namespace glmpipe
