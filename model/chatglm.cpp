@@ -254,7 +254,7 @@ at::Tensor ChatGLMShard::final_norm(const at::Tensor& hidden) const {
 at::Tensor ChatGLMShard::head(const at::Tensor& hidden) const {
   auto y = final_norm(hidden);  // [R, H]
   LinearWeight w;
-  w.weight = lm_head_;
+  w.weight = spec_.has_embedding ? word_embeddings_ : lm_head_;  // tied (spec §1.3)
   return linear_forward(y, w).to(at::kFloat);  // [R, vocab]
 }
 
