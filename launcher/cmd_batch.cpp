@@ -162,7 +162,7 @@ class BatchJob {
     if (!ok) return;
     if (failure_) std::rethrow_exception(failure_);
     const double s = std::chrono::duration<double>(Clock::now() - t0_).count();
-    if (show_progress_) std::cerr << "\r" << format_progress(done_, total(), tokens_ / std::max(s, 1e-9), 0) << "\n";
+    end_progress_line();
     std::cerr << fmt::format("batch: {} requests ({} ok, {} errors{}), {} tokens in {:.2f} s, {:.1f} tokens/s\n",
                              done_, ok_, done_ - ok_,
                              skipped_ ? fmt::format(", {} already in {}", skipped_, o_.output) : std::string(),
@@ -196,6 +196,7 @@ class BatchJob {
   }
 
   void report_error_locked(int64_t line, const nlohmann::json& id, const std::string& error) {
+    end_progress_line();
     spdlog::warn("{}:{}: {}{}", o_.input, line, id.is_null() ? "" : "id " + id.dump() + ": ", error);
     if (!reported_.insert({line, error}).second) return;  // already in the errors file (resumed run)
     if (!errors_) errors_ = std::make_unique<JsonlAppender>(errors_path_, !o_.no_fsync);
@@ -241,6 +242,16 @@ class BatchJob {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
       draw_progress_locked();
     }
+    if (done_ >= total()) {  // the final bar, before the stages log their timings
+      last_draw_ = {};
+      draw_progress_locked();
+      end_progress_line();
+    }
+  }
+
+  void end_progress_line() {
+    if (bar_shown_) std::cerr << "\n" << std::flush;
+    bar_shown_ = false;
   }
 
   void draw_progress() {
@@ -256,6 +267,7 @@ class BatchJob {
     const double s = std::chrono::duration<double>(now - t0_).count();
     const double eta = done_ > 0 ? s / done_ * (total() - done_) : -1;
     std::cerr << "\r" << format_progress(done_, total(), tokens_ / std::max(s, 1e-9), eta) << std::flush;
+    bar_shown_ = true;
   }
 
   const BatchOptions& o_;
@@ -276,6 +288,7 @@ class BatchJob {
   std::map<std::string, Pending> inflight_;
   int64_t done_ = 0, ok_ = 0, tokens_ = 0;
   bool stop_ = false;
+  bool bar_shown_ = false;  // the progress bar is on the current stderr line
   std::exception_ptr failure_;
   Clock::time_point t0_ = Clock::now(), last_draw_{};
   std::thread feeder_;

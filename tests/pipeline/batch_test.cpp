@@ -223,4 +223,40 @@ TEST_F(BatchCli, KillNineThenResumeEqualsUninterruptedRun) {
   EXPECT_EQ(by_id(rows), want);
 }
 
+TEST_F(BatchCli, TextPromptsChatHistoryAndMessagesWithTokenizer) {
+  // The test tokenizer's ids go up to ~600: a second tiny model with a larger vocabulary.
+  const std::string model = dir_ + "/model640";
+  TinyModelOptions o;
+  o.layers = 2;
+  o.vocab = 640;
+  make_tiny_model(model, o);
+  const std::string tok = test::source_dir() + "/tests/data/tiny_chatglm.model";
+  auto enc = glmpipe("tokenize --tokenizer " + tok + " --text 'The model'");
+  ASSERT_EQ(enc.exit_code, 0) << enc.err;
+  const std::string ids = enc.out.substr(0, enc.out.find('\n'));
+  const std::string input = write_file(
+      dir_ + "/t4.jsonl",
+      "{\"id\": \"p\", \"prompt\": \"The model\", \"max_new_tokens\": 5, \"greedy\": true}\n"
+      "{\"id\": \"i\", \"ids\": [" + ids + "], \"max_new_tokens\": 5, \"greedy\": true}\n"
+      "{\"id\": \"h\", \"history\": [[\"hi\", \"ok\"]], \"prompt\": \"yo\", \"max_new_tokens\": 5, \"greedy\": true}\n"
+      "{\"id\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}, {\"role\": \"assistant\", "
+      "\"content\": \"ok\"}, {\"role\": \"user\", \"content\": \"yo\"}], \"max_new_tokens\": 5, \"greedy\": true}\n"
+      "{\"id\": \"bad\", \"messages\": [{\"role\": \"assistant\", \"content\": \"x\"}]}\n");
+  const std::string out = dir_ + "/t4_out.jsonl";
+  auto r = glmpipe("batch --model " + model + " --threads 1 --tokenizer " + tok + " --input " + input + " --output " +
+                   out + " --errors " + dir_ + "/t4_err.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, json> rows;
+  for (const auto& j : read_jsonl(out)) rows[j["id"].get<std::string>()] = j;
+  ASSERT_EQ(rows.size(), 4u) << r.err;
+  for (const auto& [id, j] : rows) EXPECT_TRUE(j.contains("text") && j["text"].is_string()) << j.dump();
+  EXPECT_EQ(rows["p"]["ids"], rows["i"]["ids"]);  // "prompt" == its tokenization given as "ids"
+  EXPECT_EQ(rows["p"]["prompt_tokens"], rows["i"]["prompt_tokens"]);
+  EXPECT_EQ(rows["h"]["ids"], rows["m"]["ids"]);  // messages == the same history + prompt
+  EXPECT_EQ(rows["h"]["prompt_tokens"], rows["m"]["prompt_tokens"]);
+  auto errs = read_jsonl(dir_ + "/t4_err.jsonl");
+  ASSERT_EQ(errs.size(), 1u);
+  EXPECT_EQ(errs[0]["line"], 5);
+}
+
 }  // namespace
