@@ -229,6 +229,7 @@ TEST_F(BatchCli, TextPromptsChatHistoryAndMessagesWithTokenizer) {
   TinyModelOptions o;
   o.layers = 2;
   o.vocab = 640;
+  o.seed = 1;  // a seed whose greedy continuations differ between the two prompts below
   make_tiny_model(model, o);
   const std::string tok = test::source_dir() + "/tests/data/tiny_chatglm.model";
   auto enc = glmpipe("tokenize --tokenizer " + tok + " --text 'The model'");
@@ -254,6 +255,15 @@ TEST_F(BatchCli, TextPromptsChatHistoryAndMessagesWithTokenizer) {
   EXPECT_EQ(rows["p"]["prompt_tokens"], rows["i"]["prompt_tokens"]);
   EXPECT_EQ(rows["h"]["ids"], rows["m"]["ids"]);  // messages == the same history + prompt
   EXPECT_EQ(rows["h"]["prompt_tokens"], rows["m"]["prompt_tokens"]);
+  EXPECT_NE(rows["p"]["prompt_tokens"], rows["h"]["prompt_tokens"]);
+  // "text" is the decoded continuation (plus the chat post-processing, a no-op for plain ASCII words).
+  std::string gen;
+  for (const auto& t : rows["p"]["ids"]) gen += (gen.empty() ? "" : ",") + std::to_string(t.get<int64_t>());
+  auto dec = glmpipe("tokenize --tokenizer " + tok + " --decode " + gen);
+  ASSERT_EQ(dec.exit_code, 0) << dec.err;
+  std::string want = dec.out.substr(0, dec.out.find_last_not_of(" \n") + 1);
+  want = want.substr(want.find_first_not_of(' ') == std::string::npos ? want.size() : want.find_first_not_of(' '));
+  EXPECT_EQ(rows["p"]["text"].get<std::string>(), want);
   auto errs = read_jsonl(dir_ + "/t4_err.jsonl");
   ASSERT_EQ(errs.size(), 1u);
   EXPECT_EQ(errs[0]["line"], 5);
