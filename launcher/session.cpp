@@ -108,6 +108,14 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
   GLMPIPE_FAIL() << "cannot exec " << argv[0] << ": " << std::strerror(errno);
 }
 
+int64_t proc_status_bytes_early() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  return 0;
+}
+
 }  // namespace
 
 std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback on_token) {
@@ -143,6 +151,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   at::set_num_threads(std::max(1, threads));
   if (s->ctx_.rank() == 0 && stages > 1) std::cerr << s->plan_.to_table() << std::flush;
 
+  s->start_rss_ = proc_status_bytes_early();
   auto t0 = std::chrono::steady_clock::now();
   s->ckpt_ = std::make_unique<Checkpoint>(Checkpoint::open(s->dep_.model.path));
   ModelOptions mo;
@@ -158,6 +167,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
     GLMPIPE_FAIL() << "rank " << s->ctx_.rank() << " loading stage " << sp.rank << " weights from "
                    << s->dep_.model.path << ": " << e.what();
   }
+  s->loaded_bytes_ = s->shard_->parameter_bytes();
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("stage {}: units {} (layers [{}, {})), {:.1f} MiB of weights loaded in {:.2f} s, {} threads",
                sp.rank, sp.units.size(), sp.layer_begin, sp.layer_end, s->shard_->parameter_bytes() / 1048576.0,
@@ -171,9 +181,24 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   return s;
 }
 
+namespace {
+// VmHWM / VmRSS of this process in bytes (0 when unavailable).
+int64_t proc_status_bytes(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key))) * 1024;
+  return 0;
+}
+}  // namespace
+
 void Session::run() {
   runner_->run();
   spdlog::info("{}", runner_->stats().summary(ctx_));
+  const StageBytes& b = plan_.stages.at(ctx_.rank()).bytes;
+  // One machine-readable line per rank: the per-rank memory test compares it with the plan.
+  spdlog::info("memory: peak_rss {} start_rss {} planned_weights {} planned_kv {} planned_activations {} loaded_weights {}",
+               proc_status_bytes("VmHWM:"), start_rss_, b.weights, b.kv_cache, b.activations, loaded_bytes_);
 }
 
 Session::~Session() {

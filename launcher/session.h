@@ -62,6 +62,8 @@ class Session {
  private:
   Session() = default;
   bool mpi_ = false;
+  int64_t start_rss_ = 0;     // VmRSS before loading weights
+  int64_t loaded_bytes_ = 0;  // bytes of this stage's parameters
   RankContext ctx_ = RankContext::single();
   Deployment dep_;
   Plan plan_;
