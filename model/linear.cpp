@@ -30,6 +30,10 @@ at::Tensor linear_forward(const at::Tensor& x, const LinearWeight& w) {
     auto y = w.bias.defined() ? at::addmv(w.bias, w.weight, x[0]) : at::mv(w.weight, x[0]);
     return y.unsqueeze(0);
   }
+  // A few rows in fp32 (decode of a small batch / micro-batch): the row kernel reads each weight
+  // block once for all rows; sgemm with m = 2..8 runs at sgemv-per-row speed or worse.
+  if (cpu && xt == at::kFloat && wt == at::kFloat && x.size(0) <= kGemvMaxTokens)
+    return gemv_forward(x, w.weight, WeightFormat::kF32, at::Tensor(), w.bias);
   if (cpu && xt != wt) {  // e.g. bf16 weight with fp32 activations: compute in the weight dtype
     auto xw = x.to(wt);
     auto y = w.bias.defined() ? at::linear(xw, w.weight, w.bias.to(wt)) : at::linear(xw, w.weight);
