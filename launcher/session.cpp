@@ -108,11 +108,12 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
   GLMPIPE_FAIL() << "cannot exec " << argv[0] << ": " << std::strerror(errno);
 }
 
-int64_t proc_status_bytes_early() {
+// VmHWM / VmRSS of this process in bytes (0 when unavailable).
+int64_t proc_status_bytes(const char* key) {
   std::ifstream f("/proc/self/status");
   std::string line;
   while (std::getline(f, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key))) * 1024;
   return 0;
 }
 
@@ -151,7 +152,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   at::set_num_threads(std::max(1, threads));
   if (s->ctx_.rank() == 0 && stages > 1) std::cerr << s->plan_.to_table() << std::flush;
 
-  s->start_rss_ = proc_status_bytes_early();
+  s->start_rss_ = proc_status_bytes("VmRSS:");
   auto t0 = std::chrono::steady_clock::now();
   s->ckpt_ = std::make_unique<Checkpoint>(Checkpoint::open(s->dep_.model.path));
   ModelOptions mo;
@@ -180,17 +181,6 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->transport_.get(), ro, std::move(on_token));
   return s;
 }
-
-namespace {
-// VmHWM / VmRSS of this process in bytes (0 when unavailable).
-int64_t proc_status_bytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key))) * 1024;
-  return 0;
-}
-}  // namespace
 
 void Session::run() {
   runner_->run();
