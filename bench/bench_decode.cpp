@@ -1,6 +1,6 @@
 // Batch-1 decode on a ChatGLM-6B-shaped stack (hidden 4096, inner 16384, 32 heads, vocab 130528):
 // ms/token, weight bytes read per token, the machine's read bandwidth measured in the same run
-// (STREAM-like sum over 1 GiB), and the fraction of the bandwidth floor reached.
+// (8-stream read over 1 GiB, bench/read_bandwidth.h), and the fraction of the bandwidth floor reached.
 //
 //   bench_decode [--layers L] [--threads T] [--steps N] [--formats fp32,bf16,int8,int4]
 //
@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/read_bandwidth.h"
 #include "model/chatglm.h"
 #include "model/qgemv.h"
 
@@ -27,19 +28,6 @@ namespace {
 
 double now_s() { return std::chrono::duration<double>(Clock::now().time_since_epoch()).count(); }
 
-double read_bandwidth_gbs() {
-  auto buf = at::ones({int64_t(1) << 28}, at::kFloat);  // 1 GiB
-  std::vector<double> v;
-  for (int i = 0; i < 5; ++i) {
-    double t0 = now_s();
-    volatile float s = buf.sum().item<float>();
-    (void)s;
-    v.push_back(buf.nbytes() / (now_s() - t0) / 1e9);
-  }
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 struct Result {
   std::string fmt;
   double ms_token, ms_layer, ms_head, bytes_token28, resident_gb;
@@ -49,7 +37,7 @@ Result run(const std::string& fmt, int layers, int steps) {
   ModelConfig c;  // ChatGLM-6B defaults
   c.num_layers = layers;
   ModelOptions mo;
-  mo.dtype = fmt == "fp32" ? at::kFloat : at::kBFloat16;
+  mo.dtype = fmt == "fp32" || getenv("BENCH_F32_ACT") ? at::kFloat : at::kBFloat16;
   // int8/int4: bf16 activations (and lm_head), quantized block weights
   ChatGLMShard shard(c, ShardSpec::whole(c), mo);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
@@ -130,10 +118,11 @@ int main(int argc, char** argv) {
   std::time_t t = std::time(nullptr);
   char date[64];
   std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
-  const double bw = read_bandwidth_gbs();
+  const auto bwm = bench::measure_read_bandwidth(threads);
+  const double bw = bwm.best_gbs;
   std::printf("## bench_decode %s, %d threads, kernels %s, %d measured layers, %d steps\n\n", date, threads,
               gemv_kernel_isa(), layers, steps);
-  std::printf("read bandwidth (sum over 1 GiB, same run): %.1f GB/s\n\n", bw);
+  std::printf("read bandwidth (1 GiB, 8 streams per thread, same run): best %.1f GB/s (median %.1f); floor = bytes / best\n\n", bw, bwm.median_gbs);
   std::printf("| format | GB read/token (28 layers + lm_head) | ms/token (28 layers, extrapolated) | floor ms | fraction of floor | resident GB (%d layers + emb) |\n|---|---|---|---|---|---|\n", layers);
   size_t pos = 0;
   while (pos < formats.size()) {

@@ -21,9 +21,19 @@ at::Tensor rope(const at::Tensor& u, const at::Tensor& cos, const at::Tensor& si
   auto rotated = at::cat({-u.narrow(-1, h, h), u.narrow(-1, 0, h)}, -1);
   return u * cos + rotated * sin;
 }
+
+// The dtype activations are computed in. On CPU a bf16 model keeps its weights and KV cache in bf16
+// but computes in fp32: the row kernels read bf16 weights with fp32 activations at the same speed,
+// while libtorch's bf16 elementwise ops and small bf16 matmuls on CPU are slower than fp32 (measured
+// ~4 ms per ChatGLM-6B layer and token of attention/LayerNorm/GELU overhead in bf16, bench_decode).
+at::ScalarType compute_dtype(const ModelOptions& o) {
+  return o.device.is_cpu() && o.dtype == at::kBFloat16 ? at::kFloat : o.dtype;
+}
 }  // namespace
 
 at::Tensor LayerNorm::operator()(const at::Tensor& x, double eps) const {
+  if (weight.scalar_type() != x.scalar_type())  // bf16 parameters, fp32 compute (see compute_dtype)
+    return at::layer_norm(x, {weight.size(0)}, weight.to(x.scalar_type()), bias.to(x.scalar_type()), eps);
   return at::layer_norm(x, {weight.size(0)}, weight, bias, eps);
 }
 
@@ -172,7 +182,7 @@ at::Tensor ChatGLMShard::forward_blocks(at::Tensor hidden, const BatchLayout& ba
         << "sequence in slot " << s.slot << " needs " << s.past + s.len << " positions; the KV cache holds "
         << cache.max_seq();
   }
-  hidden = hidden.to(options_.dtype).contiguous();
+  hidden = hidden.to(compute_dtype(options_)).contiguous();
   for (const auto& b : blocks_) hidden = block_forward(b, hidden, batch, cache);
   return hidden;
 }
@@ -230,8 +240,8 @@ at::Tensor ChatGLMShard::attention(const GLMBlock& b, const at::Tensor& qkv, con
     const int64_t total = s.past + s.len;
     kc[s.slot].narrow(1, s.past, s.len).copy_(k.transpose(0, 1));
     vc[s.slot].narrow(1, s.past, s.len).copy_(v.transpose(0, 1));
-    auto keys = kc[s.slot].narrow(1, 0, total);    // [n, P+S, d]
-    auto values = vc[s.slot].narrow(1, 0, total);  // [n, P+S, d]
+    auto keys = kc[s.slot].narrow(1, 0, total).to(q.scalar_type());    // [n, P+S, d]
+    auto values = vc[s.slot].narrow(1, 0, total).to(q.scalar_type());  // [n, P+S, d]
     auto scores = at::matmul(q.transpose(0, 1), keys.transpose(1, 2)).to(at::kFloat) * scale;  // [n, S, P+S]
     if (s.len > 1) {
       // Query at absolute p sees key j when j <= p or j < ctx_len (prefix-bidirectional, spec §1.6).
@@ -248,7 +258,7 @@ at::Tensor ChatGLMShard::attention(const GLMBlock& b, const at::Tensor& qkv, con
 
 at::Tensor ChatGLMShard::final_norm(const at::Tensor& hidden) const {
   GLMPIPE_CHECK(spec_.has_head) << "final_norm() on a shard without final_layernorm + lm_head";
-  return final_layernorm_(hidden.to(options_.dtype).contiguous(), config_.layernorm_epsilon);
+  return final_layernorm_(hidden.to(compute_dtype(options_)).contiguous(), config_.layernorm_epsilon);
 }
 
 at::Tensor ChatGLMShard::head(const at::Tensor& hidden) const {

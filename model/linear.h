@@ -29,4 +29,8 @@ struct LinearWeight {
 // x: [tokens, in] (contiguous, activation dtype) → [tokens, out]
 at::Tensor linear_forward(const at::Tensor& x, const LinearWeight& w);
 
+// A flat buffer of at least `numel` elements of `dtype` (fp32 or bf16), reused across calls of this
+// thread (grows, never shrinks): where wide (prefill) calls widen/dequantize a weight for the GEMM.
+at::Tensor& weight_scratch(at::ScalarType dtype, int64_t numel);
+
 }  // namespace glmpipe

@@ -3,6 +3,7 @@
 #include "model/quant.h"
 
 #include "common/error.h"
+#include "model/linear.h"
 #include "model/qgemv.h"
 
 namespace glmpipe {
@@ -53,17 +54,6 @@ at::Tensor quantized_linear_reference(const at::Tensor& x, const LinearWeight& w
   return w.bias.defined() ? at::linear(x, wf, w.bias.to(x.scalar_type())) : at::linear(x, wf);
 }
 
-namespace {
-
-// Dequantized weights for the GEMM path, reused across calls of this thread (grows, never shrinks).
-at::Tensor& dequant_buffer(at::ScalarType dtype, int64_t numel) {
-  thread_local at::Tensor buf_f32, buf_bf16;
-  at::Tensor& buf = dtype == at::kBFloat16 ? buf_bf16 : buf_f32;
-  if (!buf.defined() || buf.numel() < numel) buf = at::empty({numel}, at::TensorOptions().dtype(dtype));
-  return buf;
-}
-
-}  // namespace
 
 at::Tensor quantized_linear_forward(const at::Tensor& x, const LinearWeight& w) {
   GLMPIPE_CHECK(w.bits == 4 || w.bits == 8) << "quantized linear: bits must be 4 or 8, got " << w.bits;
@@ -75,7 +65,7 @@ at::Tensor quantized_linear_forward(const at::Tensor& x, const LinearWeight& w) 
     return gemv_forward(x, w.weight, w.bits == 4 ? WeightFormat::kInt4 : WeightFormat::kInt8, w.scale, w.bias);
   }
   const int64_t out = w.weight.size(0), in = w.weight.size(1) * (w.bits == 4 ? 2 : 1);
-  auto wf = dequant_buffer(xt, out * in).narrow(0, 0, out * in).view({out, in});
+  auto wf = weight_scratch(xt, out * in).narrow(0, 0, out * in).view({out, in});
   dequantize_into(w.weight, w.scale, w.bits, wf);
   return w.bias.defined() ? at::linear(x, wf, w.bias.to(xt)) : at::linear(x, wf);
 }
