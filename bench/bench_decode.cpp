@@ -37,7 +37,7 @@ Result run(const std::string& fmt, int layers, int steps) {
   ModelConfig c;  // ChatGLM-6B defaults
   c.num_layers = layers;
   ModelOptions mo;
-  mo.dtype = fmt == "fp32" || getenv("BENCH_F32_ACT") ? at::kFloat : at::kBFloat16;
+  mo.dtype = fmt == "fp32" ? at::kFloat : at::kBFloat16;  // bf16: weights + KV cache (CPU computes in fp32)
   // int8/int4: bf16 activations (and lm_head), quantized block weights
   ChatGLMShard shard(c, ShardSpec::whole(c), mo);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
