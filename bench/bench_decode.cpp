@@ -2,7 +2,7 @@
 // ms/token, weight bytes read per token, the machine's read bandwidth measured in the same run
 // (8-stream read over 1 GiB, bench/read_bandwidth.h), and the fraction of the bandwidth floor reached.
 //
-//   bench_decode [--layers L] [--threads T] [--steps N] [--formats fp32,bf16,int8,int4]
+//   bench_decode [--layers L] [--threads T] [--steps N] [--formats fp32,bf16,int8,int4] [--prefill P]
 //
 // Random weights fill the shard directly (no checkpoint I/O). The stack has L layers (memory);
 // a 28-layer figure is extrapolated from the per-layer time and the lm_head time, both measured.
@@ -31,14 +31,36 @@ double now_s() { return std::chrono::duration<double>(Clock::now().time_since_ep
 struct Result {
   std::string fmt;
   double ms_token, ms_layer, ms_head, bytes_token28, resident_gb;
+  double prefill_ms_token = 0;  // 28-layer extrapolation of one prompt's prefill, per prompt token
 };
+
+int g_prefill = 128;  // prompt length of the prefill measurement (0: skip)
+
+// Prefill of one g_prefill-token prompt (blocks only, median of 3), per layer, ms.
+double prefill_ms_per_layer(const ChatGLMShard& shard, int layers) {
+  if (g_prefill <= 0) return 0;
+  auto ids = at::randint(0, 130000, {g_prefill}, at::kLong);
+  ids[g_prefill - 2] = 130001;  // [gMASK]
+  ids[g_prefill - 1] = 130004;  // <sop>
+  SeqChunk s{0, 0, g_prefill, g_prefill - 1, g_prefill - 2};
+  std::vector<double> ms;
+  for (int i = 0; i < 3; ++i) {
+    auto cache = shard.make_cache(1, g_prefill + 1);
+    auto e = shard.embed(ids);
+    const double t0 = now_s();
+    shard.forward_blocks(e, {s}, cache);
+    ms.push_back((now_s() - t0) * 1e3);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[1] / layers;
+}
 
 Result run(const std::string& fmt, int layers, int steps) {
   ModelConfig c;  // ChatGLM-6B defaults
   c.num_layers = layers;
   ModelOptions mo;
   mo.dtype = fmt == "fp32" ? at::kFloat : at::kBFloat16;  // bf16: weights + KV cache (CPU computes in fp32)
-  // int8/int4: bf16 activations (and lm_head), quantized block weights
+  // int8/int4: quantized block weights, bf16 lm_head and KV cache, fp32 activations
   ChatGLMShard shard(c, ShardSpec::whole(c), mo);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
   for (auto& [name, t] : shard.named_parameters()) {
@@ -78,6 +100,7 @@ Result run(const std::string& fmt, int layers, int steps) {
   }
   std::sort(step_ms.begin(), step_ms.end());
   std::sort(head_ms.begin(), head_ms.end());
+  const double prefill_layer_ms = prefill_ms_per_layer(shard, layers);
   const double med = step_ms[steps / 2], head = head_ms[steps / 2];
   const double per_layer = (med - head) / layers;
   // bytes per token for the real 28-layer model: block weights (+ scales) + lm_head
@@ -98,6 +121,7 @@ Result run(const std::string& fmt, int layers, int steps) {
   r.ms_token = per_layer * 28 + head;
   r.bytes_token28 = layer_bytes * 28.0 + head_bytes;
   r.resident_gb = resident;
+  r.prefill_ms_token = prefill_layer_ms * 28 / std::max(g_prefill, 1);
   std::fprintf(stderr, "  %s: %d-layer step median %.1f ms (head %.1f ms)\n", fmt.c_str(), layers, med, head);
   return r;
 }
@@ -113,6 +137,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(argv[i + 1]);
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
     else if (a == "--formats") formats = argv[i + 1];
+    else if (a == "--prefill") g_prefill = std::atoi(argv[i + 1]);
   }
   at::set_num_threads(threads);
   std::time_t t = std::time(nullptr);
@@ -123,7 +148,7 @@ int main(int argc, char** argv) {
   std::printf("## bench_decode %s, %d threads, kernels %s, %d measured layers, %d steps\n\n", date, threads,
               gemv_kernel_isa(), layers, steps);
   std::printf("read bandwidth (1 GiB, 8 streams per thread, same run): best %.1f GB/s (median %.1f); floor = bytes / best\n\n", bw, bwm.median_gbs);
-  std::printf("| format | GB read/token (28 layers + lm_head) | ms/token (28 layers, extrapolated) | floor ms | fraction of floor | resident GB (%d layers + emb) |\n|---|---|---|---|---|---|\n", layers);
+  std::printf("| format | GB read/token (28 layers + lm_head) | ms/token (28 layers, extrapolated) | floor ms | fraction of floor | resident GB (%d layers + emb) | prefill ms/prompt token (%d-token prompt, 28 layers) |\n|---|---|---|---|---|---|---|\n", layers, g_prefill);
   size_t pos = 0;
   while (pos < formats.size()) {
     size_t e = formats.find(',', pos);
@@ -131,8 +156,8 @@ int main(int argc, char** argv) {
     pos = e == std::string::npos ? formats.size() : e + 1;
     Result r = run(f, layers, steps);
     const double floor_ms = r.bytes_token28 / (bw * 1e9) * 1e3;
-    std::printf("| %s | %.2f | %.0f | %.0f | %.2f | %.2f |\n", r.fmt.c_str(), r.bytes_token28 / 1e9, r.ms_token,
-                floor_ms, floor_ms / r.ms_token, r.resident_gb);
+    std::printf("| %s | %.2f | %.0f | %.0f | %.2f | %.2f | %.0f |\n", r.fmt.c_str(), r.bytes_token28 / 1e9, r.ms_token,
+                floor_ms, floor_ms / r.ms_token, r.resident_gb, r.prefill_ms_token);
     std::fflush(stdout);
   }
   return 0;
