@@ -8,6 +8,8 @@
 // dropped and ids already in OUT are skipped. Malformed lines (and requests the scheduler rejects)
 // go to stderr and to the errors file as {"line", "id", "error"} and the job continues; exit 0 when
 // the job completed, non-zero on fatal errors (unreadable input, bad config, I/O errors).
+// --timings adds "token_ms": for each generated token, the milliseconds from the request's submit
+// to the scheduler until the token reached the first stage (TTFT = token_ms[0]; latency benchmarks).
 // Only the first pipeline stage touches the files; the other ranks just run their stage.
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
@@ -45,6 +47,7 @@ struct BatchOptions {
   std::string input, output, errors, tokenizer;
   bool progress = false;
   bool no_fsync = false;
+  bool timings = false;
   int64_t in_flight = 0;  // requests submitted but not finished (0 = 2 x KV slots)
 };
 
@@ -112,6 +115,7 @@ class BatchJob {
     Pending& p = it->second;
     if (ev.token >= 0) {
       p.generated.push_back(ev.token);
+      if (o_.timings) p.token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - p.submitted).count());
       ++tokens_;
     }
     if (!ev.finished) return;
@@ -128,6 +132,7 @@ class BatchJob {
       j["finish_reason"] = ev.finish_reason;
       j["prompt_tokens"] = p.prompt_tokens;
       j["generated_tokens"] = static_cast<int64_t>(p.generated.size());
+      if (o_.timings) j["token_ms"] = p.token_ms;
       out_->append(j);
       ++ok_;
     }
@@ -176,6 +181,8 @@ class BatchJob {
     nlohmann::json id_value;
     int64_t prompt_tokens = 0;
     std::vector<int64_t> generated;
+    Clock::time_point submitted = Clock::now();
+    std::vector<double> token_ms;  // --timings: per token, ms since `submitted`
   };
 
   int64_t total() const { return static_cast<int64_t>(work_.size()); }
@@ -225,7 +232,7 @@ class BatchJob {
         draw_progress_locked();
       }
       if (stop_) return;
-      inflight_[in.id] = Pending{line, in.id_value, static_cast<int64_t>(in.ids.size()), {}};
+      inflight_[in.id] = Pending{line, in.id_value, static_cast<int64_t>(in.ids.size()), {}, Clock::now(), {}};
       lock.unlock();
       Request r;
       r.id = in.id;
@@ -329,6 +336,7 @@ CommandRegistrar reg("batch", "Generate for every request of a JSONL file (resum
   sub.add_option("--in-flight", o->in_flight, "requests submitted at once (default: 2 x KV slots)");
   sub.add_flag("--progress", o->progress, "progress bar on stderr even when it is not a terminal");
   sub.add_flag("--no-fsync", o->no_fsync, "do not fsync after every line (faster; a crash may lose recent lines)");
+  sub.add_flag("--timings", o->timings, "add \"token_ms\" (ms from submit to each token) to every result line");
   sub.callback([o] { run_batch(*o); });
 });
 
