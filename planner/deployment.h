@@ -6,7 +6,7 @@
 //   ranks:                                                  # pipeline order, one process each
 //     - {device: cuda:0, max_memory: 14GiB}
 //     - {device: cpu, max_memory: 30GiB, threads: 16}
-//   placement: balanced          # auto | balanced | balanced_low_0 | sequential | {module: rank}
+//   placement: balanced          # auto | balanced | balanced_low_0 | sequential | balanced_work | {module: rank}
 //   kv_cache: {max_batch: 1, max_seq_len: 2048}
 //   reserve: {gpu: 1.5GiB, cpu: 1GiB}                       # or gpu_reserve: / cpu_reserve:
 //   disk: {path: /nvme/offload}                             # enables the disk (mmap) tier
@@ -76,7 +76,7 @@ struct Deployment {
   std::string source_file;  // where it was read from (error messages)
   ModelSpec model;
   std::vector<RankSpec> ranks;
-  std::string placement = "balanced";  // auto | balanced | balanced_low_0 | sequential | map
+  std::string placement = "balanced";  // auto | balanced | balanced_low_0 | sequential | balanced_work | map
   // placement == "map": accelerate-style keys -> rank index ("0") or device ("cuda:0", "cpu"),
   // in file order, e.g. {"transformer.layers.0-20", "0"}. Validated by make_plan.
   std::vector<std::pair<std::string, std::string>> placement_map;

@@ -131,11 +131,11 @@ void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ra
 
 void read_placement(const Reader& rd, const YAML::Node& n, Deployment& d) {
   if (n.IsScalar()) {
-    d.placement = rd.choice(n, "placement", {"auto", "balanced", "balanced_low_0", "sequential"});
+    d.placement = rd.choice(n, "placement", {"auto", "balanced", "balanced_low_0", "sequential", "balanced_work"});
     return;
   }
   if (!n.IsMap() || n.size() == 0)
-    rd.fail("placement", "must be one of auto, balanced, balanced_low_0, sequential, or a mapping "
+    rd.fail("placement", "must be one of auto, balanced, balanced_low_0, sequential, balanced_work, or a mapping "
                          "{module: rank index or device}");
   d.placement = "map";
   for (const auto& kv : n) {

@@ -27,6 +27,13 @@ int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool 
   return bytes;
 }
 
+std::vector<int64_t> unit_work_bytes(const ModelMetadata& meta) {
+  std::vector<int64_t> w{meta.config.hidden_size * dtype_bytes(meta.dtype)};
+  for (int i = 0; i < meta.num_layers(); ++i) w.push_back(meta.layer(i).weight_bytes);
+  w.push_back(meta.final_layernorm().weight_bytes + meta.lm_head().weight_bytes);
+  return w;
+}
+
 namespace detail {
 
 CostModel::CostModel(const ModelMetadata& meta, const Deployment& dep) : meta_(meta), dep_(dep) {
@@ -39,6 +46,8 @@ CostModel::CostModel(const ModelMetadata& meta, const Deployment& dep) : meta_(m
   unit_weight_.push_back(meta.final_layernorm().weight_bytes + meta.lm_head().weight_bytes);
   prefix_.assign(1, 0);
   for (int64_t w : unit_weight_) prefix_.push_back(prefix_.back() + w);
+  work_prefix_.assign(1, 0);
+  for (int64_t w : unit_work_bytes(meta)) work_prefix_.push_back(work_prefix_.back() + w);
 }
 
 int64_t CostModel::weights(int a, int b) const {
@@ -60,6 +69,7 @@ StageBytes CostModel::stage_bytes(int rank, int a, int b, bool disk) const {
   s.total = s.weights + s.kv_cache + s.activations + s.reserve;
   s.budget = dep_.ranks[static_cast<size_t>(rank)].max_memory;
   s.headroom = s.budget - s.total;
+  s.work = work(a, b);
   return s;
 }
 
@@ -109,11 +119,13 @@ namespace {
 using detail::CostModel;
 
 // Lexicographic DP over contiguous splits. Each rank gets a non-empty unit run. Two additive
-// penalties come first (disk bytes, then the strategy's), then the largest total/budget; a second
-// pass keeps that optimum as a cap and minimises the sum of squared fractions instead (exact, since
-// every criterion of each pass is additive or a max). `relaxed` ignores the budgets (diagnostics).
+// penalties come first (disk bytes, then the strategy's), then the largest per-stage measure
+// (total/budget; balanced_work: work/total work); a second pass keeps that optimum as a cap and
+// minimises the sum of squared measures instead (exact, since every criterion of each pass is
+// additive or a max). `relaxed` ignores the budgets (diagnostics).
 struct Objective {
   std::function<int64_t(int, int, int)> pen1, pen2;  // (rank, a, b) -> penalty
+  bool by_work = false;                              // measure = work share instead of total/budget
   int disk_rank = -1;
   bool relaxed = false;
 };
@@ -143,7 +155,8 @@ bool dp_pass(const CostModel& cm, const Objective& obj, bool second, double cap,
         if (!prev.valid) continue;
         StageBytes s = cm.stage_bytes(r, j, i, r == obj.disk_rank);
         if (!obj.relaxed && s.total > s.budget) continue;
-        double frac = static_cast<double>(s.total) / static_cast<double>(s.budget);
+        double frac = obj.by_work ? static_cast<double>(s.work) / static_cast<double>(std::max<int64_t>(1, cm.total_work()))
+                                  : static_cast<double>(s.total) / static_cast<double>(s.budget);
         if (second && frac > cap) continue;
         Key k = prev;
         k.p1 += obj.pen1 ? obj.pen1(r, j, i) : 0;
@@ -217,6 +230,7 @@ Objective strategy_objective(const CostModel& cm, int disk_rank) {
     };
   if (dep.placement == "balanced_low_0")
     obj.pen2 = [&cm](int r, int a, int b) { return r == 0 ? cm.weights(a, b) : 0; };
+  obj.by_work = dep.placement == "balanced_work";
   return obj;
 }
 
@@ -285,10 +299,10 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
     if (at.ok) at.plan = detail::assemble_plan(cm, bounds, disk_rank);
     return at;
   }
-  GLMPIPE_CHECK(dep.placement == "auto" || dep.placement == "balanced" ||
-                dep.placement == "balanced_low_0" || dep.placement == "sequential")
+  GLMPIPE_CHECK(dep.placement == "auto" || dep.placement == "balanced" || dep.placement == "balanced_low_0" ||
+                dep.placement == "sequential" || dep.placement == "balanced_work")
       << file << ": placement: \"" << dep.placement
-      << "\" (allowed: auto, balanced, balanced_low_0, sequential, or a map)";
+      << "\" (allowed: auto, balanced, balanced_low_0, sequential, balanced_work, or a map)";
   for (int disk_rank : {-1, disk_cpu}) {
     if (at.ok || (disk_rank < 0 && !at.why.empty())) break;  // 2nd round: only with a disk rank
     if (dep.placement == "sequential")

@@ -29,6 +29,15 @@
 //   balanced_low_0 stage 0 gets as little as possible (the embedding), the rest balanced
 //   sequential     fill each rank in order up to its budget, as long as the later ranks can still
 //                  hold the rest (the lexicographically largest feasible split)
+//   balanced_work  (glmpipe's own, for pipeline throughput) minimise the largest per-token *work*
+//                  over the stages, then the sum of squared work shares; the budgets above still
+//                  bound the resident bytes. Work = bytes read per decode step: a block's weights,
+//                  final_layernorm + lm_head (read every step, tied or not), but only one row of the
+//                  embedding (hidden * e; a lookup). Memory-balanced plans put the embedding's bytes
+//                  on stage 0 where they cost no time and leave the last stage (blocks + lm_head)
+//                  the slowest; this one evens the time per step on ranks of equal speed (it does not
+//                  know device speeds: for mixed GPU/CPU ranks use auto or a map). KV-cache reads
+//                  (which grow with the context) are not counted.
 //   map            explicit accelerate-style map (see make_plan's validation errors)
 // Disk tier: when no plan fits and `disk` is set, the last CPU rank is disk-offloaded (its weights
 // mmapped, not resident) and the other ranks first take as many weight bytes as they can.
@@ -54,6 +63,7 @@ struct StageBytes {
   int64_t total = 0;        // weights + kv_cache + activations + reserve
   int64_t budget = 0;       // the rank's max_memory
   int64_t headroom = 0;     // budget - total (>= 0 in a returned plan)
+  int64_t work = 0;         // bytes read per decode step (see balanced_work), not in `total`
 };
 
 struct StagePlan {
@@ -85,7 +95,7 @@ struct Plan {
   // {"strategy", "dtype", "quantization", "max_batch", "max_seq_len", "model_source",
   //  "stages": [{"rank", "device", "host", "threads", "has_embedding", "layer_begin", "layer_end",
   //              "has_head", "disk_offload", "units": [...], "bytes": {weights, mmapped, kv_cache,
-  //              activations, reserve, total, budget, headroom}}], "device_map": {unit: rank}}
+  //              activations, reserve, total, budget, headroom, work}}], "device_map": {unit: rank}}
   std::string to_json() const;
 };
 
@@ -94,5 +104,8 @@ Plan make_plan(const ModelMetadata& meta, const Deployment& dep);
 // The per-stage byte formulas above, exposed for tests and tools (`has_*`/`blocks` describe the stage).
 int64_t kv_cache_bytes(const ModelMetadata& meta, const Deployment& dep, int blocks);
 int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_blocks, bool has_head);
+// Per-token work (bytes read per decode step) of each placement unit, in unit order: the embedding
+// (one row: hidden * e), blocks 0..L-1 (their weights), the head (final_layernorm + lm_head).
+std::vector<int64_t> unit_work_bytes(const ModelMetadata& meta);
 
 }  // namespace glmpipe

@@ -1,6 +1,7 @@
 // Plan::to_table (hf_device_map-like unit list + bytes per stage) and Plan::to_json.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -22,9 +23,10 @@ std::string Plan::to_table() const {
       os << line;
     }
   os << "\n";
-  std::snprintf(line, sizeof line, "%4s %-8s %-8s %-14s %11s %11s %11s %11s %11s %11s %11s %11s\n", "rank",
+  int64_t total_work = 0, max_work = 0;
+  std::snprintf(line, sizeof line, "%4s %-8s %-8s %-14s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n", "rank",
                 "device", "host", "blocks", "weights", "mmapped", "kv_cache", "activations", "reserve",
-                "total", "budget", "headroom");
+                "total", "budget", "headroom", "work/token");
   os << line;
   for (const StagePlan& s : stages) {
     std::string blocks = std::string(s.has_embedding ? "E " : "") +
@@ -32,15 +34,26 @@ std::string Plan::to_table() const {
                                          : std::string("-")) +
                          (s.has_head ? " H" : "");
     const StageBytes& b = s.bytes;
-    std::snprintf(line, sizeof line, "%4d %-8s %-8s %-14s %11s %11s %11s %11s %11s %11s %11s %11s\n", s.rank,
+    std::snprintf(line, sizeof line, "%4d %-8s %-8s %-14s %11s %11s %11s %11s %11s %11s %11s %11s %11s\n", s.rank,
                   s.device.c_str(), s.host.empty() ? "-" : s.host.c_str(), blocks.c_str(),
                   format_bytes(b.weights).c_str(), format_bytes(b.mmapped).c_str(),
                   format_bytes(b.kv_cache).c_str(), format_bytes(b.activations).c_str(),
                   format_bytes(b.reserve).c_str(), format_bytes(b.total).c_str(),
-                  format_bytes(b.budget).c_str(), format_bytes(b.headroom).c_str());
+                  format_bytes(b.budget).c_str(), format_bytes(b.headroom).c_str(), format_bytes(b.work).c_str());
+    os << line;
+    total_work += b.work;
+    max_work = std::max(max_work, b.work);
+  }
+  os << "(blocks: E = embedding, A-B = transformer.layers.A..B, H = final_layernorm + lm_head; work/token = "
+        "bytes read per decode step: blocks, final_layernorm + lm_head, one embedding row)\n";
+  if (stages.size() > 1 && max_work > 0) {
+    std::snprintf(line, sizeof line,
+                  "per-token work: slowest stage %.1f%% of %s; with M >= S micro-batches of compute-bound rows on "
+                  "equal ranks at most %.2fx one process (placement balanced_work minimises the slowest stage)\n",
+                  100.0 * static_cast<double>(max_work) / static_cast<double>(total_work), format_bytes(total_work).c_str(),
+                  static_cast<double>(total_work) / static_cast<double>(max_work));
     os << line;
   }
-  os << "(blocks: E = embedding, A-B = transformer.layers.A..B, H = final_layernorm + lm_head)\n";
   return os.str();
 }
 
@@ -70,7 +83,7 @@ std::string Plan::to_json() const {
     const StageBytes& b = s.bytes;
     st["bytes"] = {{"weights", b.weights},   {"mmapped", b.mmapped}, {"kv_cache", b.kv_cache},
                    {"activations", b.activations}, {"reserve", b.reserve}, {"total", b.total},
-                   {"budget", b.budget},     {"headroom", b.headroom}};
+                   {"budget", b.budget},     {"headroom", b.headroom}, {"work", b.work}};
     arr.push_back(st);
     for (const std::string& u : s.units) device_map[u] = s.rank;
   }

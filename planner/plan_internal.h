@@ -18,6 +18,9 @@ class CostModel {
   int num_ranks() const { return static_cast<int>(dep_.ranks.size()); }
   // Weight bytes of [a, b) (tied lm_head counted once when the embedding is in the range too).
   int64_t weights(int a, int b) const;
+  // Per-token work of [a, b) (unit_work_bytes summed) and of the whole model.
+  int64_t work(int a, int b) const { return work_prefix_[static_cast<size_t>(b)] - work_prefix_[static_cast<size_t>(a)]; }
+  int64_t total_work() const { return work_prefix_.back(); }
   // Full accounting of [a, b) on `rank`; `disk` = weights mmapped instead of resident.
   StageBytes stage_bytes(int rank, int a, int b, bool disk) const;
   bool fits(int rank, int a, int b, bool disk) const {
@@ -34,6 +37,7 @@ class CostModel {
   const Deployment& dep_;
   std::vector<int64_t> unit_weight_;  // per placement unit
   std::vector<int64_t> prefix_;       // prefix sums of unit_weight_
+  std::vector<int64_t> work_prefix_;  // prefix sums of unit_work_bytes
 };
 
 // Unit boundaries (size ranks + 1, 0 .. N) -> Plan.

@@ -126,7 +126,7 @@ TEST(Deployment, ErrorsNameFileKeyAndWhatIsAllowed) {
       {"model: {path: m}\nranks: []\n", "deploy.yaml: ranks: must be a non-empty list"},
       {"model: {path: m}\n", "deploy.yaml: ranks: missing"},
       {ranks, "deploy.yaml: model: missing"},
-      {"model: {path: m}\n" + ranks + "placement: even\n", "deploy.yaml: placement: \"even\" is not allowed (allowed: auto, balanced, balanced_low_0, sequential)"},
+      {"model: {path: m}\n" + ranks + "placement: even\n", "deploy.yaml: placement: \"even\" is not allowed (allowed: auto, balanced, balanced_low_0, sequential, balanced_work)"},
       {"model: {path: m}\n" + ranks + "kv_cache: {max_batch: 0}\n", "deploy.yaml: kv_cache.max_batch: 0 is too small (allowed: >= 1)"},
       {"model: {path: m}\n" + ranks + "kv_cache: {max_seq_len: lots}\n", "deploy.yaml: kv_cache.max_seq_len: \"lots\" is not an integer"},
       {"model: {path: m}\n" + ranks + "generation: {top_p: 2}\n", "deploy.yaml: generation.top_p: 2 is out of range"},

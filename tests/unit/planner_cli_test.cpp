@@ -42,8 +42,11 @@ TEST(PlanCli, JsonContractForT4FromConfigJsonOnly) {
   // 1.07 GB embedding + 26 blocks of 201,379,840 fp16 params; KV 26 * 2 * 2048 * 4096 * 2.
   EXPECT_EQ(s0["bytes"]["weights"].get<int64_t>(), 130528LL * 4096 * 2 + 26LL * 201379840 * 2);
   EXPECT_EQ(s0["bytes"]["kv_cache"].get<int64_t>(), 26LL * 2 * 2048 * 4096 * 2);
-  for (const char* k : {"weights", "kv_cache", "activations", "reserve", "total", "budget", "headroom"})
+  for (const char* k : {"weights", "kv_cache", "activations", "reserve", "total", "budget", "headroom", "work"})
     EXPECT_TRUE(s1["bytes"][k].is_number_integer()) << k;
+  // Per-token work: one fp16 embedding row + 26 blocks | 2 blocks + final_layernorm + lm_head.
+  EXPECT_EQ(s0["bytes"]["work"].get<int64_t>(), 4096LL * 2 + 26LL * 201379840 * 2);
+  EXPECT_EQ(s1["bytes"]["work"].get<int64_t>(), 2LL * 201379840 * 2 + 2LL * 4096 * 2 + 130528LL * 4096 * 2);
   EXPECT_EQ(s0["bytes"]["budget"].get<int64_t>(), 15000000000LL);
   EXPECT_EQ(j["strategy"].get<std::string>(), "sequential");
   EXPECT_EQ(j["max_seq_len"].get<int64_t>(), 2048);
@@ -52,6 +55,8 @@ TEST(PlanCli, JsonContractForT4FromConfigJsonOnly) {
   test::RunResult table = test::run_command(plan_cmd("t4_plus_cpu.yaml", dir, false));
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("headroom"), std::string::npos);
+  EXPECT_NE(table.out.find("work/token"), std::string::npos);
+  EXPECT_NE(table.out.find("per-token work: slowest stage"), std::string::npos) << table.out;
   EXPECT_NE(table.out.find("transformer.layers.26"), std::string::npos);
 }
 

@@ -2,6 +2,7 @@
 // split, strategies, the explicit map's validation errors, the disk tier and infeasible reports.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "common/error.h"
@@ -174,6 +175,40 @@ TEST(PlannerPlan, BalancedLow0GivesStage0OnlyTheEmbedding) {
   EXPECT_EQ(p.stages[0].units, std::vector<std::string>{"transformer.word_embeddings"});
   EXPECT_LE(std::abs(p.stages[1].num_layers() - p.stages[2].num_layers()), 3);  // head ~ 2.7 blocks
   EXPECT_EQ(p.stages[1].num_layers() + p.stages[2].num_layers(), 28);
+}
+
+// balanced_work on three equal CPU ranks, by hand: per-token work is 8 KiB for the embedding (one
+// fp16 row), 402,759,680 bytes per block and 1,069,301,760 for the head (2.65 blocks), 30.65 blocks
+// in all. The best split is E+0-9 | 10-19 | 20-27+H (10, 10, 10.65 blocks of work); memory
+// balancing instead puts the embedding's 2.65 blocks of bytes on stage 0 and fewer blocks there.
+TEST(PlannerPlan, BalancedWorkEvensBytesReadPerTokenNotResidentBytes) {
+  Deployment d;
+  d.kv_cache = {1, 128};
+  d.ranks.assign(3, RankSpec{"cpu", 20 * kGiB});
+  d.placement = "balanced_work";
+  Plan w = make_plan(glm6b(), d);
+  const int64_t block = kBlockParams * 2, head = (kFinalNormParams + kEmbParams) * 2;
+  ASSERT_EQ(w.stages.size(), 3u);
+  EXPECT_EQ(w.stages[0].layer_end, 10);
+  EXPECT_EQ(w.stages[1].layer_end, 20);
+  EXPECT_EQ(w.stages[0].bytes.work, H * 2 + 10 * block);
+  EXPECT_EQ(w.stages[1].bytes.work, 10 * block);
+  EXPECT_EQ(w.stages[2].bytes.work, 8 * block + head);
+  EXPECT_EQ(w.stages[0].bytes.weights, kEmbParams * 2 + 10 * block);  // memory still counts it all
+  d.placement = "balanced";
+  Plan b = make_plan(glm6b(), d);
+  EXPECT_LT(b.stages[0].num_layers(), w.stages[0].num_layers());
+  int64_t bmax = 0;
+  for (const StagePlan& s : b.stages) bmax = std::max(bmax, s.bytes.work);
+  EXPECT_GT(bmax, w.stages[2].bytes.work);
+  // Budgets still bind by resident bytes: a 4 GiB rank 0 cannot take 10 blocks + the embedding.
+  d.placement = "balanced_work";
+  d.ranks[0].max_memory = 4 * kGiB;
+  Plan tight = make_plan(glm6b(), d);
+  EXPECT_LT(tight.stages[0].num_layers(), 10);
+  EXPECT_LE(tight.stages[0].bytes.total, 4 * kGiB);
+  EXPECT_NE(tight.to_table().find("work/token"), std::string::npos);
+  EXPECT_NE(tight.to_json().find("\"work\""), std::string::npos);
 }
 
 TEST(PlannerPlan, SequentialFillsEachRankInOrder) {

@@ -58,10 +58,11 @@ StageBytes expected_bytes(const Case& c, int r, int a, int b) {
   StageBytes s;
   int blocks = 0;
   for (int u = a; u < b; ++u) {
-    if (u == 0) s.weights += m.units[0].weight_bytes;
+    if (u == 0) s.weights += m.units[0].weight_bytes, s.work += H * e;  // work: one embedding row
     else if (u <= L) s.weights += m.units[static_cast<size_t>(u)].weight_bytes, ++blocks;
     else s.weights += m.units[static_cast<size_t>(L) + 1].weight_bytes + m.units[static_cast<size_t>(L) + 2].weight_bytes;
   }
+  s.work += s.weights - (a == 0 ? m.units[0].weight_bytes : 0);  // blocks + head (the whole lm_head, tied or not)
   if (m.lm_head_tied && a == 0 && b == N) s.weights -= m.units.back().weight_bytes;
   s.kv_cache = blocks * 2 * B * S * H * e;
   s.activations = 2 * B * S * H * e;
@@ -83,21 +84,26 @@ struct Brute {
   int64_t min_rank0 = INT64_MAX;   // balanced_low_0
   double low0_max = 1e300;
   std::vector<int> seq_bounds;     // lexicographically largest feasible split = sequential
+  int64_t work_max = INT64_MAX;    // balanced_work: least largest per-token work ...
+  double work_sumsq = 1e300;       // ... and then the least sum of squared work shares
 };
 
 void enumerate(const Case& c, int r, std::vector<int>& bounds, Brute& out) {
   const int R = static_cast<int>(c.dep.ranks.size()), N = c.meta.num_layers() + 2;
   if (r == R - 1) {
     bounds.push_back(N);
-    double mx = 0, sq = 0;
-    int64_t cpu = 0;
+    double mx = 0, sq = 0, wsq = 0;
+    int64_t cpu = 0, wmax = 0, wtotal = 0;
     bool ok = true;
+    for (int k = 0; k < R; ++k) wtotal += expected_bytes(c, k, bounds[size_t(k)], bounds[size_t(k) + 1]).work;
     for (int k = 0; k < R && ok; ++k) {
       StageBytes s = expected_bytes(c, k, bounds[static_cast<size_t>(k)], bounds[static_cast<size_t>(k) + 1]);
       ok = s.total <= s.budget;
       double f = double(s.total) / double(s.budget);
       mx = std::max(mx, f);
       sq += f * f;
+      wmax = std::max(wmax, s.work);
+      wsq += std::pow(double(s.work) / double(wtotal), 2);
       if (c.dep.ranks[static_cast<size_t>(k)].device == "cpu") cpu += s.weights;
     }
     if (ok) {
@@ -109,6 +115,8 @@ void enumerate(const Case& c, int r, std::vector<int>& bounds, Brute& out) {
       int64_t w0 = expected_bytes(c, 0, 0, bounds[1]).weights;
       if (w0 < out.min_rank0 || (w0 == out.min_rank0 && mx < out.low0_max)) out.min_rank0 = w0, out.low0_max = mx;
       if (out.seq_bounds.empty() || bounds > out.seq_bounds) out.seq_bounds = bounds;
+      if (wmax < out.work_max) out.work_max = wmax, out.work_sumsq = wsq;
+      else if (wmax == out.work_max) out.work_sumsq = std::min(out.work_sumsq, wsq);
     }
     bounds.pop_back();
     return;
@@ -148,6 +156,7 @@ void check_structure(const Case& c, const Plan& p, const std::string& ctx) {
     EXPECT_EQ(s.bytes.total, e.total) << ctx;
     EXPECT_LE(s.bytes.total, s.bytes.budget) << ctx;
     EXPECT_EQ(s.bytes.headroom, s.bytes.budget - s.bytes.total) << ctx;
+    EXPECT_EQ(s.bytes.work, e.work) << ctx;
   }
   EXPECT_EQ(expect_begin, L) << ctx;
   std::vector<std::string> want;  // every unit exactly once, in pipeline order
@@ -170,7 +179,7 @@ TEST(PlannerProperty, RandomModelsAndDevicesMatchBruteForce) {
     std::vector<int> bounds{0};
     enumerate(c, 0, bounds, bf);
     (bf.feasible ? feasible : infeasible)++;
-    for (const char* strategy : {"balanced", "auto", "balanced_low_0", "sequential"}) {
+    for (const char* strategy : {"balanced", "auto", "balanced_low_0", "sequential", "balanced_work"}) {
       c.dep.placement = strategy;
       const std::string ctx = "case " + std::to_string(iter) + " " + strategy;
       if (!bf.feasible) {
@@ -199,6 +208,15 @@ TEST(PlannerProperty, RandomModelsAndDevicesMatchBruteForce) {
         } else {
           EXPECT_NEAR(m, bf.best_max, 1e-9) << ctx;
         }
+      } else if (std::string(strategy) == "balanced_work") {
+        // Work is minimised, not memory: the largest stage work equals the brute-force optimum,
+        // then the sum of squared work shares; the budgets only constrain (checked above).
+        int64_t wmax = 0, wtotal = 0;
+        double wsq = 0;
+        for (const StagePlan& s : p.stages) wmax = std::max(wmax, s.bytes.work), wtotal += s.bytes.work;
+        for (const StagePlan& s : p.stages) wsq += std::pow(double(s.bytes.work) / double(wtotal), 2);
+        EXPECT_EQ(wmax, bf.work_max) << ctx;
+        EXPECT_LE(wsq, bf.work_sumsq + 1e-9) << ctx;
       } else if (std::string(strategy) == "balanced_low_0") {
         EXPECT_EQ(p.stages[0].bytes.weights, bf.min_rank0) << ctx;
         EXPECT_NEAR(m, bf.low0_max, 1e-9) << ctx;
