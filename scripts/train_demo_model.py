@@ -3,9 +3,9 @@ of Pride and Prejudice (public domain; models/demo/README.md), so that
 
     glmpipe generate --model models/demo --prompt "However little known the feelings" --greedy
 
-writes the rest of that paragraph. Run with Debian's torch (≤ 10 minutes on one core):
+writes the rest of that paragraph. Run with Debian's torch (≤ 10 CPU-minutes):
 
-    /usr/bin/python3 scripts/train_demo_model.py [--out models/demo] [--max-minutes 9]
+    /usr/bin/python3 scripts/train_demo_model.py [--out models/demo] [--max-minutes 6]
 
 Steps: train a ChatGLM-shaped sentencepiece model (ice_text.model) on the text with spm_train (as
 tests/data/make_tiny_chatglm_spm.sh), build (prompt, continuation) pairs in the layout the C++
@@ -204,7 +204,7 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--eval-every", type=int, default=150)
     ap.add_argument("--margin", type=float, default=1.0, help="required top-1 logit margin")
-    ap.add_argument("--max-minutes", type=float, default=9.0, help="CPU-time budget of the training loop")
+    ap.add_argument("--max-minutes", type=float, default=6.0, help="CPU-time budget of the training loop")
     args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(args.seed)
