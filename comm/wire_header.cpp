@@ -12,6 +12,7 @@ const char* tag_name(Tag tag) {
     case Tag::kTokens: return "tokens";
     case Tag::kControl: return "control";
     case Tag::kProbe: return "probe";
+    case Tag::kStartup: return "startup";
   }
   return "unknown-tag";
 }

@@ -24,8 +24,9 @@ enum class Tag : uint16_t {
   kTokens = 1,       // last stage -> first stage: sampled ids + stop flags
   kControl = 2,      // new request, cancel, shutdown
   kProbe = 3,        // liveness / benchmarks / tests
+  kStartup = 4,      // start-up reports (load progress, memory, load time) to rank 0
 };
-constexpr int kNumTags = 4;
+constexpr int kNumTags = 5;
 const char* tag_name(Tag tag);
 
 // Our own dtype codes (stable on the wire, unlike at::ScalarType's numbering).

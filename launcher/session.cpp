@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <chrono>
 #include <fstream>
 #include <cstring>
@@ -19,6 +20,8 @@
 #include "comm/mpi_transport.h"
 #include "comm/world.h"
 #include "launcher/mpirun.h"
+#include "launcher/startup_report.h"
+#include "launcher/supervise.h"
 #include "planner/model_metadata.h"
 
 namespace glmpipe {
@@ -75,8 +78,9 @@ Deployment build_deployment(const SessionOptions& o) {
   return dep;
 }
 
-// Re-executes this command under mpirun with one process per stage. Does not return unless dry_run.
-void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
+// Re-executes this command under mpirun with one process per stage. Does not return unless dry_run
+// or supervise (then it returns once mpirun exited 0, and throws otherwise).
+void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool supervise) {
   LaunchSpec spec;
   for (const auto& s : plan.stages) {
     RankLaunch r;
@@ -88,7 +92,9 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
   spec.hostfile = dep.mpi.hostfile;
   spec.bind_to_none = !dep.mpi.bind_to_core;
   spec.extra_args = dep.mpi.extra_args;
-  spec.forward_env = glmpipe_env_names();  // GLMPIPE_* (log level, fault injection, pid dir)
+  // Ranks see pipes, not the user's terminal: tell rank 0 whether to draw the progress line.
+  if (isatty(STDERR_FILENO)) setenv("GLMPIPE_STDERR_TTY", "1", /*overwrite=*/0);
+  spec.forward_env = glmpipe_env_names();  // GLMPIPE_* (log level, fault injection, pid dir, tty)
   std::vector<std::string> prog = original_argv();
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -100,10 +106,15 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run) {
     return;
   }
   spdlog::info("launching {} stages: {}", plan.stages.size(), shell_quote_join(argv));
+  std::cout.flush();
+  if (supervise) {  // stay mpirun's parent: SIGTERM/SIGINT reach the ranks as SIGUSR1 (see supervise.h)
+    const int rc = run_supervised(argv, SIGUSR1);
+    GLMPIPE_CHECK(rc == 0) << "mpirun exited with status " << rc << " (the ranks' messages above say why)";
+    return;
+  }
   std::vector<char*> cargv;
   for (auto& a : argv) cargv.push_back(a.data());
   cargv.push_back(nullptr);
-  std::cout.flush();
   execvp(cargv[0], cargv.data());
   GLMPIPE_FAIL() << "cannot exec " << argv[0] << ": " << std::strerror(errno);
 }
@@ -135,7 +146,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
         << "started with " << s->ctx_.world() << " MPI ranks but the plan has " << stages
         << " stages (one rank per entry of `ranks:`" << (o.config.empty() ? "" : " in " + o.config) << ")";
   } else if (stages > 1 || o.dry_run) {
-    exec_mpirun(s->plan_, s->dep_, o.dry_run);
+    exec_mpirun(s->plan_, s->dep_, o.dry_run, o.supervise_mpirun);
     return nullptr;
   }
   if (const char* pid_dir = std::getenv("GLMPIPE_PID_DIR")) {  // for tests that kill a rank
@@ -150,36 +161,53 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = sp.threads > 0 ? sp.threads : std::max(1, hw / std::max(1, s->ctx_.local_size()));
   at::set_num_threads(std::max(1, threads));
-  if (s->ctx_.rank() == 0 && stages > 1) std::cerr << s->plan_.to_table() << std::flush;
-
-  s->start_rss_ = proc_status_bytes("VmRSS:");
+  if (stages > 1) s->transport_ = make_mpi_transport(s->ctx_);  // before loading: it carries the reports
+  StartupReporter report(s->ctx_, s->transport_.get(), s->plan_, StartupReporter::stderr_is_terminal());
+  RankStartup mine;
+  mine.start_rss = s->start_rss_ = proc_status_bytes("VmRSS:");
   auto t0 = std::chrono::steady_clock::now();
-  s->ckpt_ = std::make_unique<Checkpoint>(Checkpoint::open(s->dep_.model.path));
-  ModelOptions mo;
-  mo.dtype = compute_dtype(s->dep_.model.dtype, cuda);
-  mo.device = cuda ? at::Device(sp.device) : at::Device(at::kCPU);
-  const std::string& q = s->dep_.model.quantization;
-  mo.quantize_bits = q == "int8" ? 8 : q == "int4" ? 4 : 0;
-  ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head};
-  s->shard_ = std::make_unique<ChatGLMShard>(s->ckpt_->config(), spec, mo);
-  try {
-    s->shard_->load(*s->ckpt_);
-  } catch (const Error& e) {
-    GLMPIPE_FAIL() << "rank " << s->ctx_.rank() << " loading stage " << sp.rank << " weights from "
-                   << s->dep_.model.path << ": " << e.what();
-  }
-  s->loaded_bytes_ = s->shard_->parameter_bytes();
+  s->load_shard(sp, cuda, [&report](const LoadProgress& p) { report.on_progress(p); });
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("stage {}: units {} (layers [{}, {})), {:.1f} MiB of weights loaded in {:.2f} s, {} threads",
-               sp.rank, sp.units.size(), sp.layer_begin, sp.layer_end, s->shard_->parameter_bytes() / 1048576.0,
-               load_s, at::get_num_threads());
-  if (stages > 1) s->transport_ = make_mpi_transport(s->ctx_);
+               sp.rank, sp.units.size(), sp.layer_begin, sp.layer_end, s->loaded_bytes_ / 1048576.0, load_s,
+               at::get_num_threads());
   RunnerOptions ro;
   ro.slots = s->plan_.max_batch;
   ro.max_seq = s->plan_.max_seq_len;
   ro.micro_batches = s->dep_.mpi.micro_batches > 0 ? s->dep_.mpi.micro_batches : stages;
   s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->transport_.get(), ro, std::move(on_token));
+  mine.progress.tensors_done = mine.progress.tensors_total = s->loaded_tensors_;
+  mine.progress.bytes_done = mine.progress.bytes_total = s->loaded_file_bytes_;
+  mine.load_us = static_cast<int64_t>(load_s * 1e6);
+  mine.peak_rss = proc_status_bytes("VmHWM:");  // weights and KV cache in place
+  mine.loaded_bytes = s->loaded_bytes_;
+  mine.threads = at::get_num_threads();
+  report.finish(mine);  // rank 0: waits for every rank, prints the start-up summary
   return s;
+}
+
+void Session::load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_progress) {
+  ckpt_ = std::make_unique<Checkpoint>(Checkpoint::open(dep_.model.path));
+  ModelOptions mo;
+  mo.dtype = compute_dtype(dep_.model.dtype, cuda);
+  mo.device = cuda ? at::Device(sp.device) : at::Device(at::kCPU);
+  const std::string& q = dep_.model.quantization;
+  mo.quantize_bits = q == "int8" ? 8 : q == "int4" ? 4 : 0;
+  ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head};
+  shard_ = std::make_unique<ChatGLMShard>(ckpt_->config(), spec, mo);
+  LoadProgress last;
+  try {
+    shard_->load(*ckpt_, [&](const LoadProgress& p) {
+      last = p;
+      if (on_progress) on_progress(p);
+    });
+  } catch (const Error& e) {
+    GLMPIPE_FAIL() << "rank " << ctx_.rank() << " loading stage " << sp.rank << " weights from " << dep_.model.path
+                   << ": " << e.what();
+  }
+  loaded_tensors_ = last.tensors_done;
+  loaded_file_bytes_ = last.bytes_done;
+  loaded_bytes_ = shard_->parameter_bytes();
 }
 
 void Session::run() {

@@ -37,6 +37,9 @@ struct SessionOptions {
   int64_t max_seq = 0;       // --max-seq (0 = config / model max_sequence_length)
   int micro_batches = 0;     // --micro-batches (0 = config / number of stages)
   bool dry_run = false;      // --dry-run: print the mpirun line and exit
+  // Pipelines: stay the parent of mpirun and hand SIGTERM/SIGINT to the ranks as SIGUSR1 instead
+  // of exec'ing it (mpirun kills the job on SIGTERM). Set by `serve`, which drains on SIGUSR1.
+  bool supervise_mpirun = false;
 };
 
 // Adds the shared options above to a subcommand.
@@ -44,8 +47,8 @@ void add_session_options(CLI::App& app, SessionOptions& o);
 
 class Session {
  public:
-  // Returns null when this process has handed over to mpirun (never returns in that case) or when
-  // --dry-run printed the launch line.
+  // Returns null when this process has handed over to mpirun (never returns in that case, unless
+  // supervise_mpirun: then once mpirun exited 0) or when --dry-run printed the launch line.
   static std::unique_ptr<Session> create(const SessionOptions& o, TokenCallback on_token = {});
   ~Session();
 
@@ -61,9 +64,12 @@ class Session {
 
  private:
   Session() = default;
+  // Opens the checkpoint and loads this stage's shard (errors name the rank and the directory).
+  void load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_progress);
   bool mpi_ = false;
   int64_t start_rss_ = 0;     // VmRSS before loading weights
   int64_t loaded_bytes_ = 0;  // bytes of this stage's parameters
+  int64_t loaded_tensors_ = 0, loaded_file_bytes_ = 0;  // tensors read, their bytes on disk
   RankContext ctx_ = RankContext::single();
   Deployment dep_;
   Plan plan_;

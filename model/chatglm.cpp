@@ -111,19 +111,54 @@ void ChatGLMShard::quantize_linears(int bits) {
     }
 }
 
-void ChatGLMShard::load(const Checkpoint& ckpt) {
+std::vector<std::string> ChatGLMShard::checkpoint_keys(const Checkpoint& ckpt) const {
+  std::vector<std::string> keys;
+  if (spec_.has_embedding) keys.push_back("transformer.word_embeddings.weight");
+  for (const auto& b : blocks_) {
+    for (const char* ln : {"input_layernorm", "post_attention_layernorm"})
+      for (const char* leaf : {".weight", ".bias"}) keys.push_back(layer_key(b.layer_id, std::string(ln) + leaf));
+    for (const char* lin : {"attention.query_key_value", "attention.dense", "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"}) {
+      keys.push_back(layer_key(b.layer_id, std::string(lin) + ".weight"));
+      if (config_.quantization_bit != 0) keys.push_back(layer_key(b.layer_id, std::string(lin) + ".weight_scale"));
+      keys.push_back(layer_key(b.layer_id, std::string(lin) + ".bias"));
+    }
+  }
+  if (spec_.has_head) {
+    keys.push_back("transformer.final_layernorm.weight");
+    keys.push_back("transformer.final_layernorm.bias");
+    if (!spec_.has_embedding)
+      keys.push_back(ckpt.has("lm_head.weight") ? "lm_head.weight" : "transformer.word_embeddings.weight");
+  }
+  return keys;
+}
+
+void ChatGLMShard::load(const Checkpoint& ckpt, const LoadCallback& on_progress) {
   const auto dt = options_.dtype;
   const auto dev = options_.device;
-  auto load_f = [&](const std::string& name) { return ckpt.load(name, dt, dev); };
+  LoadProgress progress;
+  for (const auto& key : checkpoint_keys(ckpt)) {
+    progress.tensors_total += 1;
+    progress.bytes_total += ckpt.has(key) ? ckpt.info(key).nbytes : 0;  // a missing key fails below, by name
+  }
+  if (on_progress) on_progress(progress);
+  // Every tensor read goes through here: one progress step each.
+  auto read = [&](const std::string& name, at::ScalarType type, at::Device device) {
+    at::Tensor t = ckpt.load(name, type, device);
+    progress.tensors_done += 1;
+    progress.bytes_done += ckpt.info(name).nbytes;
+    if (on_progress) on_progress(progress);
+    return t;
+  };
+  auto load_f = [&](const std::string& name) { return read(name, dt, dev); };
   auto load_linear = [&](const std::string& prefix, LinearWeight& w) {
     if (config_.quantization_bit != 0) {
       w.bits = config_.quantization_bit;
-      w.weight = ckpt.load(prefix + ".weight", at::kChar, dev);
-      w.scale = ckpt.load(prefix + ".weight_scale", at::kFloat, dev);
+      w.weight = read(prefix + ".weight", at::kChar, dev);
+      w.scale = read(prefix + ".weight_scale", at::kFloat, dev);
       w.out_features = w.weight.size(0);
       w.in_features = w.weight.size(1) * (w.bits == 4 ? 2 : 1);
     } else if (options_.quantize_bits != 0) {
-      auto full = ckpt.load(prefix + ".weight", at::kFloat, at::kCPU);  // one tensor at a time
+      auto full = read(prefix + ".weight", at::kFloat, at::kCPU);  // one tensor at a time
       auto [q, scale] = quantize_rows(full, options_.quantize_bits);
       w.bits = options_.quantize_bits;
       w.weight = q.to(dev);

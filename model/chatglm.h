@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,13 +57,23 @@ struct GLMBlock {
   } mlp;
 };
 
+// Weight-loading progress of one shard: tensors and on-disk bytes read so far / in all.
+struct LoadProgress {
+  int64_t tensors_done = 0, tensors_total = 0;
+  int64_t bytes_done = 0, bytes_total = 0;
+};
+using LoadCallback = std::function<void(const LoadProgress&)>;
+
 class ChatGLMShard {
  public:
   ChatGLMShard(const ModelConfig& config, const ShardSpec& spec, const ModelOptions& options);
 
   // Fills every parameter of this shard from the checkpoint, tensor by tensor (no other tensors
-  // are read). Quantized checkpoints (config.quantization_bit) load as int8 + scale.
-  void load(const Checkpoint& ckpt);
+  // are read). Quantized checkpoints (config.quantization_bit) load as int8 + scale. `on_progress`
+  // is called once before the first tensor and after each one.
+  void load(const Checkpoint& ckpt, const LoadCallback& on_progress = {});
+  // The checkpoint keys load() reads, in order.
+  std::vector<std::string> checkpoint_keys(const Checkpoint& ckpt) const;
   // (checkpoint key, tensor) for every parameter this shard holds.
   std::vector<std::pair<std::string, at::Tensor*>> named_parameters();
   int64_t parameter_bytes();
