@@ -2,7 +2,9 @@
 // HTTP server (see launcher/http_server.h). The first stage runs the HTTP threads and the stage
 // loop (main thread); the other ranks of a pipeline only run their stage loop.
 // SIGTERM/SIGINT: stop accepting, drain in-flight requests for --drain-seconds, cancel the rest,
-// shut the pipeline down, exit 0.
+// shut the pipeline down, exit 0. With several ranks the launching process stays mpirun's parent
+// and passes SIGTERM/SIGINT on as SIGUSR1 (mpirun forwards it to every rank; see supervise.h):
+// rank 0 stops as above, the other ranks ignore it and end when rank 0 shuts the pipeline down.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -45,11 +47,11 @@ extern "C" void on_stop_signal(int sig) {
 void install_stop_handlers() {
   GLMPIPE_CHECK(pipe(g_signal_pipe) == 0) << "serve: pipe() failed";
   for (int fd : g_signal_pipe) fcntl(fd, F_SETFD, FD_CLOEXEC);
+  fcntl(g_signal_pipe[1], F_SETFL, O_NONBLOCK);  // a rank that never reads the pipe must not block in the handler
   struct sigaction sa {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGTERM, &sa, nullptr);
-  sigaction(SIGINT, &sa, nullptr);
+  for (int sig : {SIGTERM, SIGINT, SIGUSR1}) sigaction(sig, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 }
 
@@ -73,6 +75,10 @@ std::string basename_of(std::string dir) {
 void run_serve(ServeOptions o) {
   RequestRouter router;
   ServerMetrics metrics;
+  // Before loading: a stop signal that arrives while the weights load is kept in the pipe (rank 0
+  // reads it once serving; other ranks never read it, so SIGUSR1 from mpirun does not kill them).
+  install_stop_handlers();
+  o.session.supervise_mpirun = true;
   auto session = Session::create(o.session, router.callback());
   if (!session) return;
   if (!session->ctx().is_first_stage()) {
@@ -97,7 +103,6 @@ void run_serve(ServeOptions o) {
     return s;
   };
   ChatServer server(sched, router, metrics, tok, session->config(), o.server, snapshot);
-  install_stop_handlers();
   server.start();
   spdlog::info("serving {} on http://{}:{} (POST /v1/chat/completions, GET /v1/models /health /metrics)",
                o.server.model_id, o.server.host, o.server.port);

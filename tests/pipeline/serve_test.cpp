@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -125,6 +126,7 @@ class ServerProc {
   }
   std::string log() const { return slurp(dir_ + "/server.log"); }
   int pid() const { return pid_; }
+  int port() const { return port_; }
 
  private:
   static Http parse(const test::RunResult& r) {
@@ -151,6 +153,40 @@ double sample(const std::string& text, const std::string& name) {
   while (std::getline(s, line))
     if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
   return -1;
+}
+
+size_t count_of(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
+  return n;
+}
+
+// A client that goes away mid-stream: POSTs a streaming request on a raw socket, reads until
+// `events` SSE data lines have arrived, then closes the connection. Returns the data lines read.
+size_t stream_then_hang_up(int port, const std::string& body, size_t events) {
+  const int s = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(s);
+    return 0;
+  }
+  timeval tv{20, 0};
+  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  const std::string req = "POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                          "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  send(s, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string got;
+  char buf[4096];
+  while (count_of(got, "data: ") < events) {
+    const ssize_t n = recv(s, buf, sizeof(buf), 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  close(s);
+  return count_of(got, "data: ");
 }
 
 void expect_error(const Http& h, int status, const std::string& param, const std::string& what) {
@@ -330,6 +366,26 @@ TEST_F(Serve, ModelsAndUnknownRoutes) {
   EXPECT_EQ(server_->get("/v1/nothing").code, 404);
 }
 
+TEST_F(Serve, ClientHangingUpMidStreamFreesItsSlot) {
+  // As many abandoned streams as the server has KV slots (--max-batch 4): a slot left behind would
+  // keep one of the requests below waiting.
+  const std::string body = chat_body(R"(, "stream": true, "max_tokens": 200, "temperature": 0)").dump();
+  const size_t went_away_before = count_of(server_->log(), "client went away mid-stream");
+  for (int i = 0; i < 4; ++i) ASSERT_GE(stream_then_hang_up(server_->port(), body, 2), 2u) << server_->log();
+  double active = -1;
+  for (int i = 0; i < 100 && active != 0; ++i) {  // the server notices at its next write
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    active = sample(server_->get("/metrics").body, "glmpipe_active_sequences");
+  }
+  EXPECT_EQ(active, 0) << server_->log();
+  EXPECT_EQ(sample(server_->get("/metrics").body, "glmpipe_queue_length"), 0);
+  EXPECT_GT(count_of(server_->log(), "client went away mid-stream"), went_away_before)
+      << "no stream was cancelled: did every answer end before the client hung up?\n" << server_->log();
+  // Every slot serves again: one more request than there are slots, then a stream to the end.
+  for (int i = 0; i < 5; ++i) expect_completion(server_->post(chat_body().dump(), 30));
+  EXPECT_NE(server_->post(chat_body(R"(, "stream": true)").dump(), 30).body.find("data: [DONE]"), std::string::npos);
+}
+
 // Last in this file's order: SIGTERM ends the suite's server.
 TEST_F(Serve, ZzSigtermExitsZero) {
   // A long streaming request in flight while the signal arrives.
@@ -344,6 +400,55 @@ TEST_F(Serve, ZzSigtermExitsZero) {
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_EQ(server_->exit_code(), 0) << server_->log();
   EXPECT_LT(s, 8.0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_NE(slurp(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
+}
+
+std::string two_rank_yaml(const std::string& dir) {
+  std::ofstream(dir + "/two.yaml") << "model: {path: unused, dtype: float32}\nranks:\n"
+                                      "  - {device: cpu, max_memory: 2GiB, threads: 1}\n"
+                                      "  - {device: cpu, max_memory: 2GiB, threads: 1}\n"
+                                      "placement: balanced\nkv_cache: {max_batch: 2, max_seq_len: 256}\n"
+                                      "reserve: {cpu: 64MiB}\n";
+  return dir + "/two.yaml";
+}
+
+bool process_gone(int pid, double seconds) {
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - t0 < std::chrono::duration<double>(seconds)) {
+    if (kill(pid, 0) != 0 && errno == ESRCH) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+// SIGTERM to a 2-rank server (the `glmpipe serve` process the user started, which supervises
+// mpirun): the in-flight stream ends cleanly, the server exits 0 within seconds, no rank survives.
+TEST(ServePipeline, SigtermExitsZeroAndLeavesNoRankBehind) {
+  const std::string dir = test::make_temp_dir("serve_term");
+  const std::string model = make_chat_model(dir + "/tinychat");
+  std::system(("mkdir -p " + dir + "/pids").c_str());
+  ServerProc server(dir, "--config " + two_rank_yaml(dir) + " --model " + model + " --repetition-penalty 5",
+                    "GLMPIPE_PID_DIR=" + dir + "/pids");
+  ASSERT_TRUE(server.wait_healthy(90)) << server.log();
+  expect_completion(server.post(chat_body().dump()));
+  int ranks[2] = {0, 0};
+  for (int r = 0; r < 2; ++r) std::ifstream(dir + "/pids/rank" + std::to_string(r) + ".pid") >> ranks[r];
+  ASSERT_GT(ranks[0], 0);
+  ASSERT_GT(ranks[1], 0);
+  const std::string f = dir + "/long";
+  std::ofstream(f + ".json") << chat_body(R"(, "stream": true, "max_tokens": 200)").dump();
+  std::system(("curl -sN --max-time 60 -H 'Content-Type: application/json' --data-binary @" + f + ".json " +
+               server.url("/v1/chat/completions") + " > " + f + ".out 2>&1 &").c_str());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(server.pid(), SIGTERM), 0);
+  ASSERT_TRUE(server.wait_exit(20)) << "server still running 20 s after SIGTERM:\n" << server.log();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(server.exit_code(), 0) << server.log();
+  EXPECT_LT(s, 10.0) << server.log();
+  for (int r = 0; r < 2; ++r) EXPECT_TRUE(process_gone(ranks[r], 3)) << "rank " << r << " (pid " << ranks[r] << ") survived";
+  EXPECT_NE(server.log().find("server stopped"), std::string::npos) << server.log();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_NE(slurp(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
 }
