@@ -53,9 +53,16 @@ struct GemvArgs {
   const float* x = nullptr;     // [T, ldx], zero padded; int4: [T, ldx] = even cols / 16 then odd cols · 2^-28
   int64_t ldx = 0;              // row stride of x (floats)
   const float* x_raw = nullptr; // [T, in] unpadded, unscaled (portable kernel)
+  // One-token int8/int4 calls on AVX2 (see quantize_x_i16 in qgemv.cpp), else null: x rounded to
+  // int16 per block of kXqBlock columns, xq = x / xq_scale[block]; int4: even columns then odd.
+  const int16_t* xq = nullptr;    // [in]
+  const float* xq_scale = nullptr;  // [ceil(in / kXqBlock)]
   int64_t tokens = 0, in = 0, out = 0;
   float* y = nullptr;           // [T, out]
 };
+
+// Columns per int16 activation block (one scale each, see GemvArgs::xq).
+constexpr int64_t kXqBlock = 256;
 
 // Computes y rows [r0, r1) for all tokens.
 void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);

@@ -154,6 +154,58 @@ GLMPIPE_AVX2_INLINE void dot_rows8_int4(const GemvArgs& a, int64_t r, int64_t t0
   }
 }
 
+// One token, int16 activations (GemvArgs::xq): NR rows of int8 or int4 weights widened to int16 and
+// multiplied with vpmaddwd into int32 sums per kXqBlock columns, which are scaled into fp32.
+// Overflow: int4 |q·x| ≤ 8·32767, int8 ≤ 128·32767; a lane adds ≤ 2·kXqBlock/16 = 32 such products
+// per block (≤ 1.4e8 < 2^31). The next NR-row block is prefetched at the pace this one is read.
+template <bool kInt4, int NR>
+GLMPIPE_AVX2_INLINE void dot_rows_i16(const GemvArgs& a, int64_t r) {
+  const int64_t row_bytes = kInt4 ? a.in / 2 : a.in;
+  const int64_t step = kInt4 ? kXqBlock / 2 : kXqBlock;  // weight bytes per activation block
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + r * row_bytes;
+  const uint8_t* next = w0 + NR * row_bytes;
+  const int16_t* x_even = a.xq;                            // int8: all columns
+  const int16_t* x_odd = a.xq + a.in / 2;                  // int4 only
+  __m256 accf[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) accf[i] = _mm256_setzero_ps();
+  for (int64_t j0 = 0, b = 0; j0 < row_bytes; j0 += step, ++b) {
+    const int64_t j1 = j0 + step < row_bytes ? j0 + step : row_bytes;
+    __m256i acc[NR];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) acc[i] = _mm256_setzero_si256();
+    for (int64_t j = j0; j < j1; j += 16) {  // 16 weight bytes per row
+#pragma GCC unroll 2
+      for (int64_t p = 0; p < NR * 16; p += 64) _mm_prefetch(reinterpret_cast<const char*>(next + j * NR + p), _MM_HINT_T0);
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x_even + j));
+      __m256i x1 = x0;
+      if (kInt4) x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x_odd + j));
+#pragma GCC unroll 8
+      for (int i = 0; i < NR; ++i) {
+        const __m256i v = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w0 + i * row_bytes + j)));
+        if (kInt4) {  // high nibble = even column, low nibble = odd column (signed)
+          const __m256i hi = _mm256_srai_epi16(v, 4), lo = _mm256_srai_epi16(_mm256_slli_epi16(v, 12), 12);
+          acc[i] = _mm256_add_epi32(acc[i], _mm256_add_epi32(_mm256_madd_epi16(hi, x0), _mm256_madd_epi16(lo, x1)));
+        } else {
+          acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(v, x0));
+        }
+      }
+    }
+    const __m256 sc = _mm256_set1_ps(a.xq_scale[b]);
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) accf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), sc, accf[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) finish_row(a, r + i, 0, hsum(accf[i]));
+}
+
+template <bool kInt4>
+GLMPIPE_AVX2 void rows_i16(const GemvArgs& a, int64_t rb, int64_t re) {
+  int64_t r = rb;
+  for (; r + 8 <= re; r += 8) dot_rows_i16<kInt4, 8>(a, r);
+  for (; r < re; ++r) dot_rows_i16<kInt4, 1>(a, r);
+}
+
 template <int NT>
 GLMPIPE_AVX2_INLINE void dot_row_int4(const GemvArgs& a, int64_t r, int64_t t0) {
   constexpr int U = NT == 1 ? 4 : (NT == 2 ? 2 : 1);
@@ -246,7 +298,9 @@ GLMPIPE_AVX2 void gemv_rows_avx2(const GemvArgs& a, int64_t r0, int64_t r1) {
     int64_t t = 0;
     for (; t + 4 <= a.tokens; t += 4) tile_any<4>(a, rb, re, t);
     const int64_t left = a.tokens - t;
-    if (left == 1) tile_any<1>(a, rb, re, t);
+    if (a.xq && a.fmt == WeightFormat::kInt4) rows_i16<true>(a, rb, re);  // one token (gemv_forward)
+    else if (a.xq && a.fmt == WeightFormat::kInt8) rows_i16<false>(a, rb, re);
+    else if (left == 1) tile_any<1>(a, rb, re, t);
     else if (left == 2) tile_any<2>(a, rb, re, t);
     else if (left == 3) tile_any<3>(a, rb, re, t);
   }

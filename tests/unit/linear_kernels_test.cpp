@@ -21,7 +21,9 @@ namespace {
 struct Shape {
   int64_t out, in;
 };
-const Shape kShapes[] = {{37, 100}, {70, 258}, {5, 30}, {129, 1030}, {16, 64}, {300, 2}};
+// {40, 544} and {19, 4096}: multiples of 32 columns, so one-token int8/int4 calls on AVX2 take the
+// int16-activation kernel (544 = two 256-column blocks and a partial one).
+const Shape kShapes[] = {{37, 100}, {70, 258}, {5, 30}, {129, 1030}, {16, 64}, {300, 2}, {40, 544}, {19, 4096}};
 const int64_t kTokens[] = {1, 2, 3, 8, 17};
 
 // Checks y against ref (both [T, out]); abs_dot is A above.
