@@ -50,6 +50,7 @@ at::ScalarType compute_dtype(const std::string& dtype, bool cuda) {
   if (dtype == "bfloat16") return at::kBFloat16;
   if (dtype == "float16") return cuda ? at::kHalf : at::kBFloat16;  // no fp16 matmul on CPU in libtorch 1.13
   GLMPIPE_FAIL() << "dtype \"" << dtype << "\" is not one of float32, bfloat16, float16";
+  return at::kFloat;  // not reached: GLMPIPE_FAIL throws (the compiler cannot see it)
 }
 
 Deployment build_deployment(const SessionOptions& o) {
