@@ -10,8 +10,12 @@ namespace {
 // reused buffer and OpenBLAS sgemm does the GEMM. Never oneDNN's bf16 `linear` on CPUs without
 // AVX512-BF16: on the AVX2 VM it ran at ~1.3 GB/s, ~100 ms per token for a 16384×4096 matrix
 // (bench_linear), while the row kernel costs ~2 ms per token in tiles of 4 and widen+sgemm less
-// than 1 ms per token for prompts of 64+ tokens.
-constexpr int64_t kBf16GemvMaxTokens = 16;
+// than 1 ms per token for prompts of 64+ tokens (crossover measured like the fp32 one below).
+constexpr int64_t kBf16GemvMaxTokens = 32;
+// Same for fp32 weights: OpenBLAS sgemm packs W on every call (16384×4096, one thread: 66 ms at
+// m = 8, 79 at 16, 110 at 32) while the row kernel reads it once (29 / 47 / 88 ms); sgemm wins
+// from ~48 rows. Micro-batches of a pipeline under load are exactly these sizes.
+constexpr int64_t kF32GemvMaxTokens = 32;
 }  // namespace
 
 at::Tensor& weight_scratch(at::ScalarType dtype, int64_t numel) {
@@ -41,8 +45,8 @@ at::Tensor linear_forward(const at::Tensor& x, const LinearWeight& w) {
     return y.unsqueeze(0);
   }
   // A few rows in fp32 (decode of a small batch / micro-batch): the row kernel reads each weight
-  // block once for all rows; sgemm with m = 2..8 runs at sgemv-per-row speed or worse.
-  if (cpu && xt == at::kFloat && wt == at::kFloat && x.size(0) <= kGemvMaxTokens)
+  // block once for all rows; sgemm with m = 2..32 costs more (see kF32GemvMaxTokens).
+  if (cpu && xt == at::kFloat && wt == at::kFloat && x.size(0) <= kF32GemvMaxTokens)
     return gemv_forward(x, w.weight, WeightFormat::kF32, at::Tensor(), w.bias);
   if (cpu && wt == at::kBFloat16) {  // many rows (prefill): widen W once, fp32 GEMM
     const int64_t out = w.weight.size(0), in = w.weight.size(1);
