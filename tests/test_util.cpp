@@ -1,5 +1,7 @@
 #include "tests/test_util.h"
 
+#include <nlohmann/json.hpp>
+
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,6 +12,9 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "checkpoint/tiny_model.h"
+#include "model/tokenizer.h"
 
 namespace glmpipe::test {
 
@@ -37,7 +42,7 @@ std::string make_temp_dir(const std::string& tag) {
   return dir;
 }
 
-static std::string slurp(const std::string& path) {
+std::string read_file(const std::string& path) {
   std::ifstream f(path);
   std::stringstream ss;
   ss << f.rdbuf();
@@ -50,10 +55,31 @@ RunResult run_command(const std::string& cmd) {
   int status = std::system(full.c_str());
   RunResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(dir + "/out");
-  r.err = slurp(dir + "/err");
+  r.out = read_file(dir + "/out");
+  r.err = read_file(dir + "/err");
   std::system(("rm -rf '" + dir + "'").c_str());
   return r;
+}
+
+std::string make_tiny_chat_model(const std::string& dir) {
+  const std::string spm = source_dir() + "/tests/data/tiny_chatglm.model";
+  auto tok = ChatGLMTokenizer::load(spm);
+  TinyModelOptions o;
+  o.layers = 2;
+  o.hidden = 64;
+  o.heads = 4;
+  o.vocab = (tok.vocab_size() + 63) / 64 * 64;
+  o.seed = 5;
+  make_tiny_model(dir, o);
+  auto cfg = nlohmann::json::parse(read_file(dir + "/config.json"));
+  cfg["bos_token_id"] = tok.bos_id();
+  cfg["eos_token_id"] = tok.eos_id();
+  cfg["gmask_token_id"] = tok.gmask_id();
+  if (tok.mask_id() >= 0) cfg["mask_token_id"] = tok.mask_id();
+  if (tok.pad_id() >= 0) cfg["pad_token_id"] = tok.pad_id();
+  std::ofstream(dir + "/config.json") << cfg.dump(2);
+  std::system(("cp '" + spm + "' '" + dir + "/ice_text.model'").c_str());
+  return dir;
 }
 
 }  // namespace glmpipe::test

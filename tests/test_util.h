@@ -20,4 +20,12 @@ struct RunResult {
 // Runs `cmd` with /bin/sh, capturing stdout and stderr separately.
 RunResult run_command(const std::string& cmd);
 
+// The whole file ("" when it cannot be read).
+std::string read_file(const std::string& path);
+
+// A tiny chat model in `dir` (returned): random weights (2 layers, hidden 64, seed 5), a vocab
+// covering tests/data/tiny_chatglm.model, that tokenizer's special ids in config.json, and the
+// tokenizer itself as ice_text.model — a complete chat model for chat/serve tests.
+std::string make_tiny_chat_model(const std::string& dir);
+
 }  // namespace glmpipe::test

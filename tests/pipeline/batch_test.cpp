@@ -24,17 +24,10 @@ std::string write_file(const std::string& path, const std::string& text) {
   return path;
 }
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // Every line of a JSONL file, parsed; a line that is not JSON fails the test.
 std::vector<json> read_jsonl(const std::string& path) {
   std::vector<json> out;
-  std::istringstream in(slurp(path));
+  std::istringstream in(test::read_file(path));
   std::string line;
   int n = 0;
   while (std::getline(in, line)) {
@@ -253,7 +246,7 @@ TEST_F(BatchCli, KillNineThenResumeEqualsUninterruptedRun) {
                           out + "' > " + dir_ + "/t3.log 2>&1; echo $? > " + rcfile + " ) &";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   auto lines = [&] {
-    std::string s = slurp(out);
+    std::string s = test::read_file(out);
     return std::count(s.begin(), s.end(), '\n');
   };
   auto t0 = std::chrono::steady_clock::now();

@@ -19,34 +19,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-std::string make_chat_model(const std::string& dir) {
-  const std::string spm = test::source_dir() + "/tests/data/tiny_chatglm.model";
-  auto tok = ChatGLMTokenizer::load(spm);
-  TinyModelOptions o;
-  o.layers = 2;
-  o.hidden = 64;
-  o.heads = 4;
-  o.vocab = (tok.vocab_size() + 63) / 64 * 64;
-  o.seed = 5;
-  make_tiny_model(dir, o);
-  json cfg = json::parse(slurp(dir + "/config.json"));
-  cfg["bos_token_id"] = tok.bos_id();
-  cfg["eos_token_id"] = tok.eos_id();
-  cfg["gmask_token_id"] = tok.gmask_id();
-  if (tok.mask_id() >= 0) cfg["mask_token_id"] = tok.mask_id();
-  if (tok.pad_id() >= 0) cfg["pad_token_id"] = tok.pad_id();
-  std::ofstream(dir + "/config.json") << cfg.dump(2);
-  std::system(("cp '" + spm + "' '" + dir + "/ice_text.model'").c_str());
-  return dir;
-}
-
 size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (auto p = text.find(what); p != std::string::npos; p = text.find(what, p + 1)) ++n;
@@ -57,7 +29,7 @@ class Chat : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = test::make_temp_dir("chat");
-    model_ = make_chat_model(dir_ + "/tinychat");
+    model_ = test::make_tiny_chat_model(dir_ + "/tinychat");
   }
   std::string chat_cmd(const std::string& extra = "") const {
     return test::glmpipe_bin() + " chat --model " + model_ + " --threads 1 --max-seq 512 --max-new-tokens 10 --seed 7"
@@ -128,21 +100,21 @@ TEST_F(Chat, CtrlCCancelsAnswerAndKeepsSession) {
   in << "tell me a long story\n" << std::flush;
   // Wait for the answer to start streaming, then interrupt it.
   auto t0 = std::chrono::steady_clock::now();
-  while (slurp(dir_ + "/out.txt").find("ChatGLM: ") == std::string::npos &&
+  while (test::read_file(dir_ + "/out.txt").find("ChatGLM: ") == std::string::npos &&
          std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   ASSERT_EQ(kill(pid, SIGINT), 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  EXPECT_FALSE(test::file_exists(dir_ + "/rc")) << "SIGINT during an answer ended the session:\n" << slurp(dir_ + "/err.txt");
+  EXPECT_FALSE(test::file_exists(dir_ + "/rc")) << "SIGINT during an answer ended the session:\n" << test::read_file(dir_ + "/err.txt");
   in << "/history\n/exit\n" << std::flush;
   in.close();
   t0 = std::chrono::steady_clock::now();
   while (!test::file_exists(dir_ + "/rc") && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(test::file_exists(dir_ + "/rc")) << "chat did not exit";
-  EXPECT_EQ(std::stoi(slurp(dir_ + "/rc")), 0) << slurp(dir_ + "/err.txt");
-  const std::string out = slurp(dir_ + "/out.txt");
+  EXPECT_EQ(std::stoi(test::read_file(dir_ + "/rc")), 0) << test::read_file(dir_ + "/err.txt");
+  const std::string out = test::read_file(dir_ + "/out.txt");
   const bool cancelled = out.find("(answer cancelled)") != std::string::npos;
   const bool finished_first = out.find("[Round 0]") != std::string::npos;
   EXPECT_TRUE(cancelled || finished_first) << out;
@@ -157,7 +129,7 @@ TEST_F(Chat, CtrlCAtPromptExits) {
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::ofstream in(fifo);
   auto t0 = std::chrono::steady_clock::now();
-  while (slurp(dir_ + "/out.txt").find("user> ") == std::string::npos &&
+  while (test::read_file(dir_ + "/out.txt").find("user> ") == std::string::npos &&
          std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   int pid = 0;
@@ -168,7 +140,7 @@ TEST_F(Chat, CtrlCAtPromptExits) {
   while (!test::file_exists(dir_ + "/rc") && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   ASSERT_TRUE(test::file_exists(dir_ + "/rc")) << "SIGINT at the prompt did not exit";
-  EXPECT_EQ(std::stoi(slurp(dir_ + "/rc")), 0) << slurp(dir_ + "/out.txt");
+  EXPECT_EQ(std::stoi(test::read_file(dir_ + "/rc")), 0) << test::read_file(dir_ + "/out.txt");
 }
 
 }  // namespace

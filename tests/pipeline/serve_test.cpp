@@ -24,35 +24,6 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-// A tiny chat model: random weights, vocab covering the test tokenizer, its special ids.
-std::string make_chat_model(const std::string& dir) {
-  const std::string spm = test::source_dir() + "/tests/data/tiny_chatglm.model";
-  auto tok = ChatGLMTokenizer::load(spm);
-  TinyModelOptions o;
-  o.layers = 2;
-  o.hidden = 64;
-  o.heads = 4;
-  o.vocab = (tok.vocab_size() + 63) / 64 * 64;
-  o.seed = 5;
-  make_tiny_model(dir, o);
-  json cfg = json::parse(slurp(dir + "/config.json"));
-  cfg["bos_token_id"] = tok.bos_id();
-  cfg["eos_token_id"] = tok.eos_id();
-  cfg["gmask_token_id"] = tok.gmask_id();
-  if (tok.mask_id() >= 0) cfg["mask_token_id"] = tok.mask_id();
-  if (tok.pad_id() >= 0) cfg["pad_token_id"] = tok.pad_id();
-  std::ofstream(dir + "/config.json") << cfg.dump(2);
-  std::system(("cp '" + spm + "' '" + dir + "/ice_text.model'").c_str());
-  return dir;
-}
-
 int free_port() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -124,7 +95,7 @@ class ServerProc {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     return exited();
   }
-  std::string log() const { return slurp(dir_ + "/server.log"); }
+  std::string log() const { return test::read_file(dir_ + "/server.log"); }
   int pid() const { return pid_; }
   int port() const { return port_; }
 
@@ -203,7 +174,7 @@ class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new std::string(test::make_temp_dir("serve"));
-    model_ = new std::string(make_chat_model(*dir_ + "/tinychat"));
+    model_ = new std::string(test::make_tiny_chat_model(*dir_ + "/tinychat"));
     // --repetition-penalty: the random tiny model (tied head) otherwise repeats <sop> forever.
     server_ = new ServerProc(*dir_, "--model " + *model_ + " --threads 1 --max-batch 4 --max-seq 256 --repetition-penalty 5");
   }
@@ -296,8 +267,8 @@ TEST_F(Serve, ConcurrentRequestsAllSucceed) {
   auto r = test::run_command(cmd + "wait");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(slurp(outs[i] + ".code"), "200") << slurp(outs[i] + ".out");
-    const std::string body = slurp(outs[i] + ".out");
+    EXPECT_EQ(test::read_file(outs[i] + ".code"), "200") << test::read_file(outs[i] + ".out");
+    const std::string body = test::read_file(outs[i] + ".out");
     if (i % 2)
       EXPECT_NE(body.find("data: [DONE]"), std::string::npos) << body;
     else
@@ -401,7 +372,7 @@ TEST_F(Serve, ZzSigtermExitsZero) {
   EXPECT_EQ(server_->exit_code(), 0) << server_->log();
   EXPECT_LT(s, 8.0);
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_NE(slurp(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
+  EXPECT_NE(test::read_file(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
 }
 
 std::string two_rank_yaml(const std::string& dir) {
@@ -426,7 +397,7 @@ bool process_gone(int pid, double seconds) {
 // mpirun): the in-flight stream ends cleanly, the server exits 0 within seconds, no rank survives.
 TEST(ServePipeline, SigtermExitsZeroAndLeavesNoRankBehind) {
   const std::string dir = test::make_temp_dir("serve_term");
-  const std::string model = make_chat_model(dir + "/tinychat");
+  const std::string model = test::make_tiny_chat_model(dir + "/tinychat");
   std::system(("mkdir -p " + dir + "/pids").c_str());
   ServerProc server(dir, "--config " + two_rank_yaml(dir) + " --model " + model + " --repetition-penalty 5",
                     "GLMPIPE_PID_DIR=" + dir + "/pids");
@@ -450,13 +421,13 @@ TEST(ServePipeline, SigtermExitsZeroAndLeavesNoRankBehind) {
   for (int r = 0; r < 2; ++r) EXPECT_TRUE(process_gone(ranks[r], 3)) << "rank " << r << " (pid " << ranks[r] << ") survived";
   EXPECT_NE(server.log().find("server stopped"), std::string::npos) << server.log();
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_NE(slurp(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
+  EXPECT_NE(test::read_file(f + ".out").find("data: [DONE]"), std::string::npos) << "in-flight stream not ended cleanly";
 }
 
 // A 2-rank CPU pipeline behind the server; killing rank 1 takes /health (or the server) down.
 TEST(ServePipeline, TwoRanksCompletionThenRankLoss) {
   const std::string dir = test::make_temp_dir("serve_pipe");
-  const std::string model = make_chat_model(dir + "/tinychat");
+  const std::string model = test::make_tiny_chat_model(dir + "/tinychat");
   std::ofstream(dir + "/two.yaml") << "model: {path: unused, dtype: float32}\nranks:\n"
                                       "  - {device: cpu, max_memory: 2GiB, threads: 1}\n"
                                       "  - {device: cpu, max_memory: 2GiB, threads: 1}\n"
