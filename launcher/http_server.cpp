@@ -8,10 +8,11 @@
 #include <chrono>
 #include <ctime>
 #include <mutex>
-#include <random>
 #include <thread>
 
 #include "common/error.h"
+#include "launcher/openai_request.h"
+#include "launcher/openai_response.h"
 #include "model/chat_prompt.h"
 
 namespace glmpipe {
@@ -20,24 +21,6 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
-
-// An OpenAI-style error response.
-struct ApiError {
-  int status = 400;
-  std::string message;
-  std::string param;  // "" → null
-  std::string code;   // "" → null
-  std::string type = "invalid_request_error";
-};
-
-json error_body(const ApiError& e) {
-  json err = {{"message", e.message}, {"type", e.type}, {"param", nullptr}, {"code", nullptr}};
-  if (!e.param.empty()) err["param"] = e.param;
-  if (!e.code.empty()) err["code"] = e.code;
-  return json{{"error", err}};
-}
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
@@ -128,92 +111,7 @@ struct ChatServer::Impl {
   void send_error(httplib::Response& res, const ApiError& e) {
     metrics.request_errors_total += 1;
     res.status = e.status;
-    res.set_content(dump(error_body(e)), "application/json");
-  }
-
-  // Validates an OpenAI chat request into a scheduler Request (throws ApiError).
-  Request parse_request(const std::string& body, bool& stream) {
-    json j;
-    try {
-      j = json::parse(body);
-    } catch (const json::exception& e) {
-      throw ApiError{400, std::string("malformed JSON body: ") + e.what(), "", "invalid_json"};
-    }
-    if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", "", "invalid_json"};
-    if (j.contains("model") && !j["model"].is_null()) {
-      if (!j["model"].is_string()) throw ApiError{400, "'model' must be a string", "model", "invalid_type"};
-      if (j["model"].get<std::string>() != opt.model_id)
-        throw ApiError{404, "The model '" + j["model"].get<std::string>() + "' does not exist (this server serves '" +
-                                opt.model_id + "')",
-                       "model", "model_not_found"};
-    }
-    if (!j.contains("messages")) throw ApiError{400, "'messages' is a required property", "messages", "missing_required_parameter"};
-    const json& msgs = j["messages"];
-    if (!msgs.is_array() || msgs.empty())
-      throw ApiError{400, "'messages' must be a non-empty array", "messages", "invalid_type"};
-    std::vector<ChatMessage> messages;
-    for (const auto& m : msgs) {
-      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
-          !m["content"].is_string())
-        throw ApiError{400, "each message must be an object with string 'role' and 'content'", "messages", "invalid_type"};
-      messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-    }
-    std::string prompt;
-    try {
-      prompt = build_prompt_from_messages(messages);
-    } catch (const Error& e) {
-      throw ApiError{400, std::string("invalid messages: ") + e.what(), "messages", "invalid_value"};
-    }
-    SamplingParams p = opt.defaults;
-    p.seed = std::random_device{}();
-    auto number = [&](const char* key, double& out) {
-      if (!j.contains(key) || j[key].is_null()) return false;
-      if (!j[key].is_number()) throw ApiError{400, std::string("'") + key + "' must be a number", key, "invalid_type"};
-      out = j[key].get<double>();
-      return true;
-    };
-    double t = 0;
-    if (number("temperature", t)) {
-      if (!(t >= 0)) throw ApiError{400, "'temperature' must be >= 0", "temperature", "invalid_value"};
-      p.temperature = t;
-      p.greedy = t == 0;
-    }
-    double tp = 0;
-    if (number("top_p", tp)) {
-      if (!(tp > 0 && tp <= 1)) throw ApiError{400, "'top_p' must be in (0, 1]", "top_p", "invalid_value"};
-      p.top_p = tp;
-    }
-    if (j.contains("max_tokens") && !j["max_tokens"].is_null()) {
-      if (!j["max_tokens"].is_number_integer())
-        throw ApiError{400, "'max_tokens' must be an integer", "max_tokens", "invalid_type"};
-      const int64_t mt = j["max_tokens"].get<int64_t>();
-      if (mt <= 0) throw ApiError{400, "'max_tokens' must be > 0", "max_tokens", "invalid_value"};
-      p.max_new_tokens = mt;
-    }
-    if (j.contains("seed") && !j["seed"].is_null()) {
-      if (!j["seed"].is_number_integer() || j["seed"].get<int64_t>() < 0)
-        throw ApiError{400, "'seed' must be a non-negative integer", "seed", "invalid_type"};
-      p.seed = j["seed"].get<uint64_t>();
-    }
-    if (j.contains("n") && !j["n"].is_null() && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
-      throw ApiError{400, "only n = 1 is supported", "n", "invalid_value"};
-    stream = false;
-    if (j.contains("stream") && !j["stream"].is_null()) {
-      if (!j["stream"].is_boolean()) throw ApiError{400, "'stream' must be a boolean", "stream", "invalid_type"};
-      stream = j["stream"].get<bool>();
-    }
-    Request r;
-    r.params = p;
-    for (int id : tok.encode(prompt)) r.input_ids.push_back(id);
-    return r;
-  }
-
-  json chunk(const std::string& id, const json& delta, const json& finish) const {
-    return json{{"id", id},
-                {"object", "chat.completion.chunk"},
-                {"created", static_cast<int64_t>(std::time(nullptr))},
-                {"model", opt.model_id},
-                {"choices", json::array({json{{"index", 0}, {"delta", delta}, {"finish_reason", finish}}})}};
+    res.set_content(dump_json(error_body(e)), "application/json");
   }
 
   void handle_completion(const httplib::Request& req, httplib::Response& res) {
@@ -221,7 +119,9 @@ struct ChatServer::Impl {
     bool stream = false;
     Request r;
     try {
-      r = parse_request(req.body, stream);
+      ChatRequest cr = parse_chat_request(req.body, ApiContext{&tok, opt.model_id, opt.defaults});
+      r = std::move(cr.request);
+      stream = cr.stream;
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
@@ -243,18 +143,9 @@ struct ChatServer::Impl {
       release(*c);
       metrics.in_flight -= 1;
       if (c->finish_reason != "stop" && c->finish_reason != "length") return send_error(res, finish_error(*c));
-      json out = {{"id", c->id},
-                  {"object", "chat.completion"},
-                  {"created", static_cast<int64_t>(std::time(nullptr))},
-                  {"model", opt.model_id},
-                  {"choices", json::array({json{{"index", 0},
-                                                {"message", {{"role", "assistant"},
-                                                             {"content", postprocess_response(tok.decode(c->text_ids))}}},
-                                                {"finish_reason", c->finish_reason}}})},
-                  {"usage", {{"prompt_tokens", c->prompt_tokens},
-                             {"completion_tokens", c->completion_tokens},
-                             {"total_tokens", c->prompt_tokens + c->completion_tokens}}}};
-      res.set_content(dump(out), "application/json");
+      json out = chat_completion(c->id, opt.model_id, postprocess_response(tok.decode(c->text_ids)), c->finish_reason,
+                                 c->prompt_tokens, c->completion_tokens);
+      res.set_content(dump_json(out), "application/json");
       return;
     }
     // Streaming: role chunk, content chunks as text becomes stable, final chunk, [DONE].
@@ -271,13 +162,13 @@ struct ChatServer::Impl {
         "text/event-stream",
         [this, st](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
-            const std::string line = "data: " + dump(j) + "\n\n";
+            const std::string line = "data: " + dump_json(j) + "\n\n";
             return sink.write(line.data(), line.size());
           };
           Completion& c = *st->c;
           if (st->phase == 0) {
             st->phase = 1;
-            return send(chunk(c.id, json{{"role", "assistant"}, {"content", ""}}, nullptr));
+            return send(chat_chunk(c.id, opt.model_id, json{{"role", "assistant"}, {"content", ""}}, nullptr));
           }
           if (st->phase == 2) {
             static const std::string done = "data: [DONE]\n\n";
@@ -289,11 +180,11 @@ struct ChatServer::Impl {
           std::string text;
           for (; st->fed < c.text_ids.size(); ++st->fed) text += st->decoder.push(c.text_ids[st->fed]);
           if (c.finished) text += st->decoder.flush();
-          if (!text.empty() && !send(chunk(c.id, json{{"content", text}}, nullptr))) return false;
+          if (!text.empty() && !send(chat_chunk(c.id, opt.model_id, json{{"content", text}}, nullptr))) return false;
           if (c.finished) {
             st->phase = 2;
             const std::string reason = c.finish_reason == "error" ? "error" : c.finish_reason;
-            return send(chunk(c.id, json::object(), reason));
+            return send(chat_chunk(c.id, opt.model_id, json::object(), reason));
           }
           return true;
         },
@@ -314,7 +205,7 @@ struct ChatServer::Impl {
     Completion c;
     if (!submit(std::move(r), c)) {
       res.status = 503;
-      res.set_content(dump(json{{"status", "shutting down"}}), "application/json");
+      res.set_content(dump_json(json{{"status", "shutting down"}}), "application/json");
       return;
     }
     const auto deadline = Clock::now() + std::chrono::duration<double>(opt.health_timeout_s);
@@ -335,7 +226,7 @@ struct ChatServer::Impl {
                                                : "no token within " + std::to_string(opt.health_timeout_s) + " s"}};
     release(c);
     res.status = ok ? 200 : 503;
-    res.set_content(dump(body), "application/json");
+    res.set_content(dump_json(body), "application/json");
   }
 
   void routes() {
@@ -348,7 +239,7 @@ struct ChatServer::Impl {
     svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { handle_completion(q, s); });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
       json m = {{"id", opt.model_id}, {"object", "model"}, {"created", created}, {"owned_by", "glmpipe"}};
-      s.set_content(dump(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+      s.set_content(dump_json(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
     });
     svr.Get("/health", [this](const httplib::Request&, httplib::Response& s) { handle_health(s); });
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& s) {
@@ -367,7 +258,7 @@ struct ChatServer::Impl {
     svr.set_error_handler([](const httplib::Request& q, httplib::Response& s) {
       if (!s.body.empty()) return;
       ApiError e{s.status, "no route for " + q.method + " " + q.path, "", s.status == 404 ? "not_found" : ""};
-      s.set_content(dump(error_body(e)), "application/json");
+      s.set_content(dump_json(error_body(e)), "application/json");
     });
   }
 };
