@@ -40,6 +40,10 @@ void add_session_options(CLI::App& app, SessionOptions& o) {
   app.add_option("--max-batch", o.max_batch, "KV-cache slots: sequences in flight");
   app.add_option("--max-seq", o.max_seq, "KV-cache tokens per sequence (prompt + generated)");
   app.add_option("--micro-batches", o.micro_batches, "micro-batches in flight (default: one per stage)");
+  app.add_option("--liveness-timeout", o.liveness_timeout_s,
+                 "seconds a rank may stay silent while work is in flight before the job ends "
+                 "(overrides mpi.liveness_timeout_s; default 60)")
+      ->check(CLI::Range(0.1, 86400.0));
   app.add_flag("--dry-run", o.dry_run, "print the mpirun command line and exit");
 }
 
@@ -75,6 +79,7 @@ Deployment build_deployment(const SessionOptions& o) {
   if (o.max_batch > 0) dep.kv_cache.max_batch = o.max_batch;
   if (o.max_seq > 0) dep.kv_cache.max_seq_len = o.max_seq;
   if (o.micro_batches > 0) dep.mpi.micro_batches = o.micro_batches;
+  if (o.liveness_timeout_s > 0) dep.mpi.liveness_timeout_s = o.liveness_timeout_s;
   GLMPIPE_CHECK(!dep.model.path.empty()) << (o.config.empty() ? "" : o.config + ": ") << "model.path is not set (use --model DIR)";
   return dep;
 }
@@ -162,7 +167,12 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = sp.threads > 0 ? sp.threads : std::max(1, hw / std::max(1, s->ctx_.local_size()));
   at::set_num_threads(std::max(1, threads));
-  if (stages > 1) s->transport_ = make_mpi_transport(s->ctx_);  // before loading: it carries the reports
+  const Duration liveness = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s->dep_.mpi.liveness_timeout_s));
+  if (stages > 1) {  // before loading: it carries the reports
+    TransportOptions to;
+    to.timeout = liveness;  // every wait of the stage loop while work is in flight
+    s->transport_ = make_mpi_transport(s->ctx_, to);
+  }
   StartupReporter report(s->ctx_, s->transport_.get(), s->plan_, StartupReporter::stderr_is_terminal());
   RankStartup mine;
   mine.start_rss = s->start_rss_ = proc_status_bytes("VmRSS:");
@@ -176,6 +186,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   ro.slots = s->plan_.max_batch;
   ro.max_seq = s->plan_.max_seq_len;
   ro.micro_batches = s->dep_.mpi.micro_batches > 0 ? s->dep_.mpi.micro_batches : stages;
+  ro.liveness_timeout = liveness;
   s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->transport_.get(), ro, std::move(on_token));
   mine.progress.tensors_done = mine.progress.tensors_total = s->loaded_tensors_;
   mine.progress.bytes_done = mine.progress.bytes_total = s->loaded_file_bytes_;
@@ -184,6 +195,12 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   mine.loaded_bytes = s->loaded_bytes_;
   mine.threads = at::get_num_threads();
   report.finish(mine);  // rank 0: waits for every rank, prints the start-up summary
+  if (stages > 1) {  // every rank gets here (collective): heartbeats from now until the end
+    LivenessOptions lo;
+    lo.timeout = liveness;
+    s->liveness_ = std::make_unique<LivenessMonitor>(s->ctx_, lo);
+    s->runner_->set_liveness(s->liveness_.get());
+  }
   return s;
 }
 
@@ -225,6 +242,7 @@ Session::~Session() {
   // which may be the one that failed): main() logs the error and MPI_Aborts the job.
   const bool failing = std::uncaught_exceptions() > 0;
   runner_.reset();
+  if (liveness_) liveness_->stop(/*goodbye=*/!failing);  // a rank that ends on purpose is not silent
   if (failing) {
     transport_.release();  // its destructor may wait on MPI; the job is about to be aborted
     return;

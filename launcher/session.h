@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "checkpoint/checkpoint.h"
+#include "comm/liveness.h"
 #include "comm/rank_context.h"
 #include "comm/transport.h"
 #include "launcher/command.h"
@@ -36,6 +37,7 @@ struct SessionOptions {
   int64_t max_batch = 0;     // --max-batch (0 = config / 1)
   int64_t max_seq = 0;       // --max-seq (0 = config / model max_sequence_length)
   int micro_batches = 0;     // --micro-batches (0 = config / number of stages)
+  double liveness_timeout_s = 0;  // --liveness-timeout S (0 = mpi.liveness_timeout_s / 60 s)
   bool dry_run = false;      // --dry-run: print the mpirun line and exit
   // Pipelines: stay the parent of mpirun and hand SIGTERM/SIGINT to the ranks as SIGUSR1 instead
   // of exec'ing it (mpirun kills the job on SIGTERM). Set by `serve`, which drains on SIGUSR1.
@@ -57,6 +59,8 @@ class Session {
   const Deployment& deployment() const { return dep_; }
   const ModelConfig& config() const { return shard_->config(); }
   StageRunner& runner() { return *runner_; }
+  // Heartbeats between the ranks (null with one rank); see comm/liveness.h.
+  LivenessMonitor* liveness() { return liveness_.get(); }
   std::string model_dir() const { return dep_.model.path; }
 
   // Runs the stage loop to completion and logs this stage's timings.
@@ -76,6 +80,7 @@ class Session {
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<ChatGLMShard> shard_;
   std::unique_ptr<Transport> transport_;
+  std::unique_ptr<LivenessMonitor> liveness_;
   std::unique_ptr<StageRunner> runner_;
 };
 

@@ -11,7 +11,7 @@
 //   reserve: {gpu: 1.5GiB, cpu: 1GiB}                       # or gpu_reserve: / cpu_reserve:
 //   disk: {path: /nvme/offload}                             # enables the disk (mmap) tier
 //   generation: {max_new_tokens: 0, temperature: 0.95, top_p: 0.7, top_k: 50, ...}
-//   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, extra_args: [...]}
+//   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, liveness_timeout_s: 60, extra_args: [...]}
 //
 // Sizes are bytes: plain integers or "14GiB", "15GB", "512MiB", "1.5GiB" (binary and decimal units).
 #pragma once
@@ -70,6 +70,9 @@ struct MpiSpec {
   std::string hostfile;                 // Open MPI hostfile (see configs/hostfile.example)
   bool bind_to_core = false;
   int micro_batches = 0;                // 0 = one per stage
+  // A rank silent this long (no heartbeat, or no reply while work is in flight) ends the job
+  // (comm/liveness.h). An idle pipeline is not a stall. --liveness-timeout overrides it.
+  double liveness_timeout_s = 60;
 };
 
 struct Deployment {

@@ -163,7 +163,7 @@ void read_generation(const Reader& rd, const YAML::Node& n, GenerationDefaults& 
 }
 
 void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
-  rd.only_keys(n, "mpi", {"extra_args", "hostfile", "bind_to_core", "micro_batches"});
+  rd.only_keys(n, "mpi", {"extra_args", "hostfile", "bind_to_core", "micro_batches", "liveness_timeout_s"});
   if (n["extra_args"]) {
     const YAML::Node& a = n["extra_args"];
     if (!a.IsSequence()) rd.fail("mpi.extra_args", "must be a list of strings");
@@ -174,6 +174,8 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
   if (n["bind_to_core"]) m.bind_to_core = rd.boolean(n["bind_to_core"], "mpi.bind_to_core");
   if (n["micro_batches"])
     m.micro_batches = static_cast<int>(rd.integer(n["micro_batches"], "mpi.micro_batches", 0));
+  if (n["liveness_timeout_s"])
+    m.liveness_timeout_s = rd.real(n["liveness_timeout_s"], "mpi.liveness_timeout_s", 0.1, 86400);
 }
 
 void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {

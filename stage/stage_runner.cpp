@@ -16,16 +16,20 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Waits for `rx` without a liveness bound (an idle pipeline is legitimate), polling gently.
+// Waits for `rx` without a liveness bound (an idle pipeline is legitimate; a silent peer is caught
+// by the heartbeats of comm/liveness.h), polling gently.
 Received wait_idle(PendingRecv& rx) {
   while (!rx.test()) std::this_thread::sleep_for(std::chrono::microseconds(50));
   return rx.wait();
 }
 }  // namespace
 
-// Failure-injection hook for the failure tests: GLMPIPE_FAULT="RANK:STEP" makes that rank throw
-// when it starts micro-batch STEP (an ordinary error mid-generation).
+// Failure-injection hooks for the failure tests: GLMPIPE_FAULT="RANK:STEP" makes that rank throw
+// when it starts micro-batch STEP (an ordinary error mid-generation); GLMPIPE_SLOW_STEP_MS=N makes
+// every micro-batch take N ms longer (a slow model, so that server tests have requests in flight).
 void StageRunner::maybe_inject_fault(int64_t step) const {
+  static const int slow_ms = std::getenv("GLMPIPE_SLOW_STEP_MS") ? std::atoi(std::getenv("GLMPIPE_SLOW_STEP_MS")) : 0;
+  if (slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms));
   static const char* spec = std::getenv("GLMPIPE_FAULT");
   if (!spec) return;
   int rank = -1;
@@ -66,12 +70,14 @@ void StageRunner::run() {
     run_first();
   else
     run_downstream();
+  activity(Activity::kFinishing, "finishing (waiting for the last sends)");
   reap_sends(true);
   stats_.wall_s = seconds_since(t0);
 }
 
 at::Tensor StageRunner::compute(int64_t step, const std::vector<SeqMeta>& meta, const at::Tensor& ids, at::Tensor hidden) {
   auto t0 = Clock::now();
+  activity(Activity::kComputing, "computing", -1, step);
   maybe_inject_fault(step);
   BatchLayout layout;
   for (const auto& m : meta)
@@ -134,6 +140,27 @@ void StageRunner::reap_sends(bool all) {
   }
 }
 
+void StageRunner::wait_reply(PendingRecv& rx, Clock::time_point since) {
+  const int last = ctx_.num_stages() - 1;
+  activity(Activity::kWaitingTokens, "waiting for the kTokens reply", last);
+  const auto deadline = since + opts_.liveness_timeout;
+  while (!rx.test()) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      const std::string silent = liveness_ ? liveness_->silent_peers(2 * liveness_->interval()) : "";
+      GLMPIPE_FAIL() << "rank " << ctx_.rank() << " (stage " << ctx_.stage() << "): no kTokens reply from rank " << last
+                     << " (stage " << last << ") for " << std::chrono::duration<double>(now - since).count() << " s with "
+                     << scheduler_->in_flight() << " micro-batch(es) in flight (bound "
+                     << std::chrono::duration<double>(opts_.liveness_timeout).count()
+                     << " s: mpi.liveness_timeout_s / --liveness-timeout); "
+                     << (silent.empty() ? "every rank still answers heartbeats: a stage is stuck, or one step takes "
+                                          "longer than the bound"
+                                        : silent);
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+  }
+}
+
 void StageRunner::run_first() {
   Scheduler& sched = *scheduler_;
   std::unique_ptr<PendingRecv> token_rx;
@@ -142,6 +169,7 @@ void StageRunner::run_first() {
   int64_t step = 0;
   std::vector<SeqMeta> meta;
   std::vector<int64_t> ids;
+  auto wait_since = Clock::now();  // the last reply, or when the pipeline became busy
   while (true) {
     bool progress = false;
     // Feedback first: it makes sequences ready again.
@@ -151,19 +179,27 @@ void StageRunner::run_first() {
       stats_.recv_s += seconds_since(t0);
       token_rx = transport_->irecv(last, Tag::kTokens);
       sched.on_tokens(r.tensor);
+      wait_since = Clock::now();
+      last_reply_ = wait_since;
       progress = true;
     }
+    const int64_t was_in_flight = sched.in_flight();
     if (sched.next_micro_batch(meta, ids)) {
+      if (was_in_flight == 0) wait_since = Clock::now();
       auto reply = compute(step++, meta, at::tensor(ids, at::kLong), at::Tensor());
-      if (reply.defined()) sched.on_tokens(reply);  // one stage: the reply is local
+      if (reply.defined()) {  // one stage: the reply is local
+        sched.on_tokens(reply);
+        last_reply_ = Clock::now();
+      }
       continue;
     }
     if (sched.shutdown_ready()) break;
     if (progress) continue;
     auto t0 = Clock::now();
     if (sched.in_flight() > 0 && token_rx) {
-      while (!token_rx->test()) std::this_thread::sleep_for(std::chrono::microseconds(20));
+      wait_reply(*token_rx, wait_since);
     } else {
+      activity(Activity::kIdle, "idle, waiting for requests");
       sched.wait_for_work(std::chrono::milliseconds(5));
     }
     stats_.idle_s += seconds_since(t0);
@@ -182,6 +218,7 @@ void StageRunner::run_downstream() {
   auto meta_rx = transport_->irecv(prev, Tag::kControl);
   while (true) {
     auto t_idle = Clock::now();
+    activity(Activity::kIdle, "idle, waiting for the next micro-batch", prev);
     Received m = wait_idle(*meta_rx);
     stats_.idle_s += seconds_since(t_idle);
     if (m.header.step == kShutdownStep) {
@@ -193,6 +230,7 @@ void StageRunner::run_downstream() {
     GLMPIPE_CHECK(m.tensor.dim() == 2 && m.tensor.size(1) == kMetaFields)
         << "rank " << ctx_.rank() << ": malformed micro-batch meta from rank " << prev;
     auto meta = unpack_meta(m.tensor);
+    activity(Activity::kWaitingInput, "receiving the ids and activations", prev, m.header.step);
     Expectation same_step;
     same_step.step = m.header.step;
     Received ids = transport_->recv(prev, Tag::kControl, same_step);

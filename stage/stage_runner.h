@@ -13,10 +13,13 @@
 
 #include <ATen/ATen.h>
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
 
+#include "comm/liveness.h"
 #include "comm/rank_context.h"
 #include "comm/transport.h"
 #include "model/chatglm.h"
@@ -35,6 +38,10 @@ struct RunnerOptions {
   int64_t slots = 1;         // KV-cache slots (max concurrent sequences)
   int64_t max_seq = 2048;    // per-sequence KV capacity
   int micro_batches = 1;     // M: micro-batches in flight (first stage)
+  // While work is in flight, the longest this stage waits for the pipeline (the first stage for a
+  // kTokens reply, the others for the rest of a micro-batch) before the job ends with an error.
+  // Waiting for work (an idle pipeline) is not bounded.
+  Duration liveness_timeout = std::chrono::seconds(60);
 };
 
 class StageRunner {
@@ -45,6 +52,10 @@ class StageRunner {
 
   Scheduler& scheduler();  // first stage only
   // Last stage: receives the logits of every row of kFlagAllLogits sequences ([rows, vocab] fp32).
+  // Heartbeats: the runner reports what it is doing (for liveness messages); may stay null.
+  void set_liveness(LivenessMonitor* monitor) { liveness_ = monitor; }
+  // Steady-clock time of the last kTokens reply (first stage), for /health.
+  std::chrono::steady_clock::time_point last_reply() const { return last_reply_.load(); }
   void set_logits_callback(std::function<void(int64_t seq_id, const at::Tensor& logits)> cb) { on_logits_ = std::move(cb); }
   // Runs until the first stage's scheduler is shut down and drained (it then tells the others).
   void run();
@@ -59,6 +70,12 @@ class StageRunner {
   void send_on(int64_t step, const at::Tensor& meta, const at::Tensor& ids, const at::Tensor& hidden);
   void reap_sends(bool all);
   void maybe_inject_fault(int64_t step) const;
+  void activity(Activity a, const char* what, int peer = -1, int64_t step = -1) {
+    if (liveness_) liveness_->set_activity(a, what, peer, step);
+  }
+  // First stage: waits for `rx` (the kTokens reply) while micro-batches are in flight; throws
+  // after opts_.liveness_timeout without a reply since `since`, naming the silent rank if known.
+  void wait_reply(PendingRecv& rx, std::chrono::steady_clock::time_point since);
 
   RankContext ctx_;
   ChatGLMShard& shard_;
@@ -70,6 +87,8 @@ class StageRunner {
   std::function<void(int64_t, const at::Tensor&)> on_logits_;
   std::vector<std::unique_ptr<PendingOp>> sends_;
   StageStats stats_;
+  LivenessMonitor* liveness_ = nullptr;
+  std::atomic<std::chrono::steady_clock::time_point> last_reply_{std::chrono::steady_clock::now()};
 };
 
 }  // namespace glmpipe

@@ -94,7 +94,55 @@ TEST_P(PipelineCli, GreedyGenerateIdenticalToSingleProcess) {
 
 INSTANTIATE_TEST_SUITE_P(Formats, PipelineCli, ::testing::Values("bin", "safetensors"));
 
-class PipelineFailure : public PipelineCli {};
+// A process that exists and is not a zombie (a stopped one counts as alive).
+bool alive(int pid) {
+  std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_s, comm, state;
+  if (!(st >> pid_s >> comm >> state)) return false;
+  return state != "Z";
+}
+
+// A long 3-rank generation in the background (pids in pids/, output in `log`, exit code in rc).
+class PipelineFailure : public PipelineCli {
+ protected:
+  void launch(const std::string& extra) {
+    std::system(("mkdir -p " + pids()).c_str());
+    std::string cmd = "( GLMPIPE_PID_DIR=" + pids() + " timeout 120 " + test::glmpipe_bin() + " generate --config " +
+                      configs_[1] + " --model " + model_ + " --max-seq 4096 --ids 11,42,7,296,297 --max-new-tokens 4000" +
+                      " --temperature 1.5 --top-k 0 --top-p 1 --print-ids " + extra + " > " + log() + " 2>&1; echo $? > " +
+                      dir_ + "/rc ) &";
+    ASSERT_EQ(std::system(cmd.c_str()), 0);
+    const std::string pidfile = pids() + "/rank1.pid";
+    for (int i = 0; i < 300 && !test::file_exists(pidfile); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    ASSERT_TRUE(test::file_exists(pidfile)) << "rank 1 never started";
+    std::this_thread::sleep_for(std::chrono::milliseconds(700));  // mid-generation
+    ASSERT_FALSE(test::file_exists(dir_ + "/rc")) << "generation finished before the fault; make it longer";
+  }
+  int rank_pid(int r) {
+    int pid = 0;
+    std::ifstream(pids() + "/rank" + std::to_string(r) + ".pid") >> pid;
+    return pid;
+  }
+  // Seconds from t0 until the job's exit code is written (at most `limit`); the code in `code`.
+  double wait_exit(std::chrono::steady_clock::time_point t0, double limit, int& code) {
+    while (!test::file_exists(dir_ + "/rc") && std::chrono::steady_clock::now() - t0 < std::chrono::duration<double>(limit))
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    code = -1;
+    std::ifstream(dir_ + "/rc") >> code;
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  // Every rank's process is gone (or a zombie awaiting its reaper) by t0 + `bound` seconds.
+  void expect_no_survivor(std::chrono::steady_clock::time_point t0, double bound) {
+    for (int r = 0; r < 3; ++r) {
+      const int rp = rank_pid(r);
+      while (rp > 0 && alive(rp) && std::chrono::steady_clock::now() - t0 < std::chrono::duration<double>(bound))
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (rp > 0) EXPECT_FALSE(alive(rp)) << "rank " << r << " (pid " << rp << ") still alive " << bound << " s after the fault";
+    }
+  }
+  std::string pids() const { return dir_ + "/pids"; }
+  std::string log() const { return dir_ + "/fault.log"; }
+};
 
 TEST_P(PipelineFailure, ErrorOnMiddleRankEndsEveryProcess) {
   // GLMPIPE_FAULT is read from the environment of every rank (mpirun forwards GLMPIPE_*).
@@ -110,53 +158,38 @@ TEST_P(PipelineFailure, ErrorOnMiddleRankEndsEveryProcess) {
 }
 
 TEST_P(PipelineFailure, KilledMiddleRankEndsEveryProcessWithin10s) {
-  const std::string pids = dir_ + "/pids";
-  std::system(("mkdir -p " + pids).c_str());
-  const std::string log = dir_ + "/kill.log";
-  // Long generation in the background; its pid and exit code go to files.
-  std::string cmd = "( GLMPIPE_PID_DIR=" + pids + " timeout 120 " + test::glmpipe_bin() + " generate --config " +
-                    configs_[1] + " --model " + model_ + " --max-seq 4096 --ids 11,42,7,296,297 --max-new-tokens 4000" +
-                    " --temperature 1.5 --top-k 0 --top-p 1 --print-ids > " + log + " 2>&1; echo $? > " + dir_ +
-                    "/rc ) &";
-  ASSERT_EQ(std::system(cmd.c_str()), 0);
-  const std::string pidfile = pids + "/rank1.pid";
-  for (int i = 0; i < 300 && !test::file_exists(pidfile); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  ASSERT_TRUE(test::file_exists(pidfile)) << "rank 1 never started";
-  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // mid-generation
-  ASSERT_FALSE(test::file_exists(dir_ + "/rc")) << "generation finished before the kill; make it longer";
-  std::ifstream pf(pidfile);
-  int pid = 0;
-  pf >> pid;
+  launch("");
+  const int pid = rank_pid(1);
   auto t0 = std::chrono::steady_clock::now();
-  ASSERT_EQ(std::system(("kill -9 " + std::to_string(pid)).c_str()), 0);
-  while (!test::file_exists(dir_ + "/rc") &&
-         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(kill(pid, SIGKILL), 0);
+  int code = 0;
+  const double s = wait_exit(t0, 30, code);
   ASSERT_TRUE(test::file_exists(dir_ + "/rc")) << "processes still running 30 s after the kill";
   EXPECT_LT(s, 10.0);
-  std::ifstream rc(dir_ + "/rc");
-  int code = 0;
-  rc >> code;
   EXPECT_NE(code, 0);
-  std::ifstream lf(log);
-  std::string text((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
+  const std::string text = test::read_file(log());
   EXPECT_NE(text.find("rank 1"), std::string::npos) << "the lost rank is not named:\n" << text;
-  // No survivor: every rank's process is gone (or a zombie awaiting its reaper) within 10 s.
-  auto alive = [](int pid) {
-    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
-    std::string pid_s, comm, state;
-    if (!(st >> pid_s >> comm >> state)) return false;
-    return state != "Z";
-  };
-  for (int r = 0; r < 3; ++r) {
-    std::ifstream p(pids + "/rank" + std::to_string(r) + ".pid");
-    int rp = 0;
-    p >> rp;
-    while (rp > 0 && alive(rp) && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10))
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    if (rp > 0) EXPECT_FALSE(alive(rp)) << "rank " << r << " (pid " << rp << ") still alive 10 s after the kill";
-  }
+  expect_no_survivor(t0, 10);
+}
+
+// SIGSTOP: rank 1 stays alive but silent. With --liveness-timeout 3 every process must be gone
+// within 3 + 10 s, non-zero, with a message naming rank 1 as the silent one.
+TEST_P(PipelineFailure, StoppedMiddleRankEndsEveryProcessWithinBoundPlus10s) {
+  const double bound = 3;
+  launch("--liveness-timeout 3");
+  const int pid = rank_pid(1);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(pid, SIGSTOP), 0);
+  int code = 0;
+  const double s = wait_exit(t0, bound + 30, code);
+  const bool ended = test::file_exists(dir_ + "/rc");
+  if (!ended || alive(pid)) kill(pid, SIGKILL);  // never leave a stopped rank behind
+  ASSERT_TRUE(ended) << "processes still running " << bound + 30 << " s after SIGSTOP:\n" << test::read_file(log());
+  EXPECT_LT(s, bound + 10);
+  EXPECT_NE(code, 0);
+  const std::string text = test::read_file(log());
+  EXPECT_NE(text.find("rank 1 (stage 1) silent for"), std::string::npos) << "the stalled rank is not named:\n" << text;
+  expect_no_survivor(t0, bound + 10);
 }
 
 INSTANTIATE_TEST_SUITE_P(Safetensors, PipelineFailure, ::testing::Values("safetensors"));

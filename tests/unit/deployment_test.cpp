@@ -98,6 +98,20 @@ mpi: {hostfile: hosts, bind_to_core: true, micro_batches: 3, extra_args: [--mca,
   EXPECT_TRUE(d.mpi.bind_to_core);
 }
 
+TEST(Deployment, LivenessTimeout) {
+  const std::string base = "model: {path: m}\nranks: [{device: cpu, max_memory: 1GiB}]\n";
+  EXPECT_EQ(parse_deployment(base, "x.yaml").mpi.liveness_timeout_s, 60);  // the default
+  EXPECT_EQ(parse_deployment(base + "mpi: {liveness_timeout_s: 2.5}\n", "x.yaml").mpi.liveness_timeout_s, 2.5);
+  for (const char* bad : {"0", "-3", "ten", "1e9"}) {
+    try {
+      parse_deployment(base + "mpi: {liveness_timeout_s: " + bad + "}\n", "x.yaml");
+      ADD_FAILURE() << bad << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("x.yaml: mpi.liveness_timeout_s: "), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Deployment, Sizes) {
   EXPECT_EQ(parse_byte_size("14GiB", "k"), 14LL << 30);
   EXPECT_EQ(parse_byte_size("15GB", "k"), 15000000000LL);
