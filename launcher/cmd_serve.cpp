@@ -91,6 +91,7 @@ void run_serve(ServeOptions o) {
   auto tok = ChatGLMTokenizer::load(tok_path);
   o.server.model_id = basename_of(session->model_dir());
   o.server.defaults = o.sampling;
+  o.server.slots = session->plan().max_batch;
   Scheduler& sched = session->runner().scheduler();
   StageRunner& runner = session->runner();
   const int stage = session->ctx().stage();
@@ -103,6 +104,11 @@ void run_serve(ServeOptions o) {
     return s;
   };
   ChatServer server(sched, router, metrics, tok, session->config(), o.server, snapshot);
+  PipelineHealth health;
+  health.last_progress = [&runner] { return runner.last_reply(); };
+  if (LivenessMonitor* lm = session->liveness())  // "every rank answered": heard within a few heartbeats
+    health.silent_ranks = [lm] { return lm->silent_peers(std::max<Duration>(4 * lm->interval(), std::chrono::seconds(2))); };
+  server.set_pipeline_health(std::move(health));
   server.start();
   spdlog::info("serving {} on http://{}:{} (POST /v1/chat/completions, GET /v1/models /health /metrics)",
                o.server.model_id, o.server.host, o.server.port);
@@ -143,7 +149,13 @@ CommandRegistrar reg("serve", "OpenAI-compatible HTTP server (chat completions, 
   sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
   sub.add_option("--health-timeout", o->server.health_timeout_s, "seconds the /health probe may take (default 5)");
   sub.add_option("--drain-seconds", o->server.drain_s, "on SIGTERM, wait this long for in-flight requests (default 3)");
-  sub.add_option("--http-threads", o->server.threads, "HTTP worker threads (default 16)");
+  sub.add_option("--http-threads", o->server.threads, "HTTP worker threads (default 16)")->check(CLI::Range(1, 4096));
+  sub.add_option("--max-queue", o->server.max_queue,
+                 "completions that may wait for a KV slot; more get 429 + Retry-After (default 16)")
+      ->check(CLI::Range(0, 1 << 20));
+  sub.add_option("--read-timeout", o->server.read_timeout_s,
+                 "seconds a client has to send a whole request, head and body (default 10)")
+      ->check(CLI::Range(0.5, 3600.0));
   sub.callback([o] { run_serve(*o); });
 });
 

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "common/error.h"
+#include "launcher/connection_guard.h"
 #include "launcher/openai_request.h"
 #include "launcher/openai_response.h"
 #include "model/chat_prompt.h"
@@ -24,6 +25,29 @@ namespace {
 
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// The message of an error response httplib produced before (or instead of) a handler.
+std::string status_text(int status, const httplib::Request& q) {
+  switch (status) {
+    case 400: return "malformed HTTP request";
+    case 404: return "no route for " + q.method + " " + q.path;
+    case 405: return "method " + q.method + " is not allowed for " + q.path;
+    case 408: return "the request was not received in time";
+    case 413: return "request body too large (the limit is 8 MiB)";
+    case 414: return "request URI too long";
+    case 416: return "range not satisfiable";
+    case 431: return "request header fields too large";
+    default: return "HTTP error " + std::to_string(status);
+  }
+}
+
+const char* status_code_name(int status) {
+  switch (status) {
+    case 404: return "not_found";
+    case 413: return "request_too_large";
+    default: return "";
+  }
+}
+
 }  // namespace
 
 // One completion in flight: its router stream and token accounting.
@@ -33,6 +57,7 @@ struct Completion {
   Clock::time_point start = Clock::now(), last_token;
   int64_t prompt_tokens = 0, completion_tokens = 0;
   std::vector<int> text_ids;  // generated ids that are text (not the final eos)
+  bool counted = false;       // holds one of the outstanding-completion places
   bool finished = false;
   std::string finish_reason, error;
 };
@@ -47,30 +72,55 @@ struct ChatServer::Impl {
   std::function<MetricsSnapshot()> snapshot;
   httplib::Server svr;
   std::thread listener;
+  ConnectionGuard guard;
+  PipelineHealth health;
   std::mutex submit_mu;
-  bool accepting = true;  // guarded by submit_mu
+  bool accepting = true;    // guarded by submit_mu
+  int64_t outstanding = 0;  // counted completions submitted and not released (guarded by submit_mu)
   std::atomic<bool> stopped{false};
   int64_t created = static_cast<int64_t>(std::time(nullptr));
 
   Impl(Scheduler& s, RequestRouter& r, ServerMetrics& m, ChatGLMTokenizer t, const ModelConfig& c, ServerOptions o,
        std::function<MetricsSnapshot()> snap)
-      : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(std::move(o)), snapshot(std::move(snap)) {}
+      : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(std::move(o)), snapshot(std::move(snap)),
+        guard(ConnectionGuardOptions{std::chrono::milliseconds(static_cast<int64_t>(opt.read_timeout_s * 1000)),
+                                     opt.threads, std::chrono::milliseconds(200)}) {}
 
-  // Registers and submits; false when the server no longer accepts work.
-  bool submit(Request r, Completion& c) {
+  // Completions that may be outstanding at once: the slots plus the queue, and never every HTTP
+  // thread (a waiting completion holds one; /health and /metrics need one too).
+  int64_t completion_limit() const {
+    return std::max<int64_t>(1, std::min<int64_t>(opt.slots + opt.max_queue, opt.threads - 2));
+  }
+
+  enum class Admit { kOk, kClosed, kFull };
+  // Registers and submits. `counted` completions are bounded by completion_limit() (the /health
+  // probe is not: it is bounded by its timeout).
+  Admit submit(Request r, Completion& c, bool counted = true) {
     std::lock_guard<std::mutex> lock(submit_mu);
-    if (!accepting) return false;
+    if (!accepting) return Admit::kClosed;
+    if (counted && outstanding >= completion_limit()) return Admit::kFull;
     c.id = r.id;
     c.prompt_tokens = static_cast<int64_t>(r.input_ids.size());
     c.stream = router.open(r.id);
     c.stream->seq_id = sched.submit(std::move(r));
-    return true;
+    if (counted) outstanding += 1, c.counted = true;
+    return Admit::kOk;
   }
   void release(Completion& c) {
     if (!c.stream) return;
     if (!c.finished && c.stream->seq_id >= 0) sched.cancel(c.stream->seq_id);
     router.close(c.id);
     c.stream.reset();
+    if (c.counted) {
+      std::lock_guard<std::mutex> lock(submit_mu);
+      outstanding -= 1;
+      c.counted = false;
+    }
+  }
+  // Every slot taken (a probe would only wait in the queue).
+  bool all_slots_busy() {
+    std::lock_guard<std::mutex> lock(submit_mu);
+    return outstanding >= opt.slots || sched.queued() > 0;
   }
 
   // Waits for the next event of `c` (no deadline: every submitted sequence ends with a finished
@@ -79,6 +129,18 @@ struct ChatServer::Impl {
     TokenEvent ev;
     while (!c.stream->next(ev, std::chrono::milliseconds(200))) {
     }
+    account(c, ev);
+    return ev;
+  }
+  // Like next_event, but returns false (no event) as soon as `gone()` says the client left.
+  bool next_event_or_gone(Completion& c, const std::function<bool()>& gone) {
+    TokenEvent ev;
+    while (!c.stream->next(ev, std::chrono::milliseconds(200)))
+      if (gone()) return false;
+    account(c, ev);
+    return true;
+  }
+  void account(Completion& c, const TokenEvent& ev) {
     if (ev.token >= 0) {
       const auto now = Clock::now();
       if (c.completion_tokens == 0)
@@ -95,7 +157,6 @@ struct ChatServer::Impl {
       c.finish_reason = ev.finish_reason;
       c.error = ev.error;
     }
-    return ev;
   }
 
   // A failure reported by the scheduler as the first event → the API error to answer with.
@@ -127,19 +188,36 @@ struct ChatServer::Impl {
     }
     r.id = router.new_request_id("chatcmpl-");
     auto c = std::make_shared<Completion>();
-    if (!submit(std::move(r), *c))
-      return send_error(res, ApiError{503, "the server is shutting down", "", "", "server_error"});
+    switch (submit(std::move(r), *c)) {
+      case Admit::kOk: break;
+      case Admit::kClosed: return send_error(res, ApiError{503, "the server is shutting down", "", "", "server_error"});
+      case Admit::kFull:
+        res.set_header("Retry-After", "1");
+        return send_error(res, ApiError{429,
+                                        "too many requests: " + std::to_string(completion_limit()) +
+                                            " are in flight or queued; retry later",
+                                        "", "rate_limit_exceeded", "requests"});
+    }
     metrics.in_flight += 1;
+    guard.request_started(req.remote_addr, req.remote_port);
+    // A client that hangs up before the answer is complete has its sequence cancelled.
+    auto gone = [this, &req] { return guard.peer_closed(req.remote_addr, req.remote_port); };
+    auto abandon = [&](const char* when) {
+      spdlog::info("{}: client went away {}; cancelling", c->id, when);
+      release(*c);
+      metrics.in_flight -= 1;
+    };
     // The first event decides the status: an admission error is an ordinary 4xx/5xx response.
-    TokenEvent first = next_event(*c);
-    if (first.finished && first.token < 0) {
+    if (!next_event_or_gone(*c, gone)) return abandon("before the first token");
+    if (c->finished && c->completion_tokens == 0) {
       const ApiError e = finish_error(*c);
       release(*c);
       metrics.in_flight -= 1;
       return send_error(res, e);
     }
     if (!stream) {
-      while (!c->finished) next_event(*c);
+      while (!c->finished)
+        if (!next_event_or_gone(*c, gone)) return abandon("before the (non-streamed) answer");
       release(*c);
       metrics.in_flight -= 1;
       if (c->finish_reason != "stop" && c->finish_reason != "length") return send_error(res, finish_error(*c));
@@ -196,14 +274,35 @@ struct ChatServer::Impl {
         });
   }
 
+  void health_reply(httplib::Response& res, bool ok, const json& body) {
+    res.status = ok ? 200 : 503;
+    res.set_content(dump_json(body), "application/json");
+  }
+
+  // Liveness, not queue position: 503 when a rank is silent or the pipeline makes no progress.
   void handle_health(httplib::Response& res) {
+    const std::string silent = health.silent_ranks ? health.silent_ranks() : "";
+    if (!silent.empty()) return health_reply(res, false, json{{"status", "unavailable"}, {"error", silent}});
+    if (health.last_progress && all_slots_busy()) {
+      // Every slot is generating: a probe would wait in the queue. Healthy while tokens flow.
+      const double age = since(health.last_progress());
+      if (age <= opt.health_timeout_s)
+        return health_reply(res, true, json{{"status", "ok"}, {"busy", true}, {"last_token_seconds_ago", age}});
+      return health_reply(res, false, json{{"status", "unavailable"},
+                                           {"error", "every slot is busy and no token came for " + std::to_string(age) + " s"}});
+    }
+    probe_health(res);
+  }
+
+  // A one-token greedy request through the whole pipeline.
+  void probe_health(httplib::Response& res) {
     Request r;
     r.id = router.new_request_id("health-");
     r.input_ids = {cfg.gmask_token_id, cfg.bos_token_id};
     r.params.greedy = true;
     r.params.max_new_tokens = 1;
     Completion c;
-    if (!submit(std::move(r), c)) {
+    if (submit(std::move(r), c, /*counted=*/false) != Admit::kOk) {
       res.status = 503;
       res.set_content(dump_json(json{{"status", "shutting down"}}), "application/json");
       return;
@@ -241,7 +340,10 @@ struct ChatServer::Impl {
       json m = {{"id", opt.model_id}, {"object", "model"}, {"created", created}, {"owned_by", "glmpipe"}};
       s.set_content(dump_json(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
     });
-    svr.Get("/health", [this](const httplib::Request&, httplib::Response& s) { handle_health(s); });
+    svr.Get("/health", [this](const httplib::Request& q, httplib::Response& s) {
+      guard.request_started(q.remote_addr, q.remote_port);
+      handle_health(s);
+    });
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& s) {
       s.set_content(render_metrics(metrics, snapshot()), "text/plain; version=0.0.4");
     });
@@ -257,9 +359,11 @@ struct ChatServer::Impl {
     });
     svr.set_error_handler([](const httplib::Request& q, httplib::Response& s) {
       if (!s.body.empty()) return;
-      ApiError e{s.status, "no route for " + q.method + " " + q.path, "", s.status == 404 ? "not_found" : ""};
+      ApiError e{s.status, status_text(s.status, q), "", status_code_name(s.status)};
       s.set_content(dump_json(error_body(e)), "application/json");
     });
+    // The response is written: the connection's read deadline restarts (keep-alive).
+    svr.set_logger([this](const httplib::Request& q, const httplib::Response&) { guard.request_done(q.remote_addr, q.remote_port); });
   }
 };
 
@@ -281,8 +385,11 @@ void ChatServer::start() {
   auto& im = *impl_;
   GLMPIPE_CHECK(im.svr.bind_to_port(im.opt.host, im.opt.port))
       << "serve: cannot listen on " << im.opt.host << ":" << im.opt.port << " (in use, or a bad --host)";
+  im.guard.start(im.opt.port);
   im.listener = std::thread([&im] { im.svr.listen_after_bind(); });
 }
+
+void ChatServer::set_pipeline_health(PipelineHealth health) { impl_->health = std::move(health); }
 
 void ChatServer::shutdown() {
   auto& im = *impl_;
@@ -301,6 +408,7 @@ void ChatServer::shutdown() {
   const auto until = Clock::now() + std::chrono::seconds(3);
   while (im.router.open_count() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   im.svr.stop();
+  im.guard.stop();
   im.stopped = true;
 }
 
@@ -312,6 +420,7 @@ void ChatServer::abort(const std::string& why) {
   }
   im.router.fail_all(why);
   im.svr.stop();
+  im.guard.stop();
   im.stopped = true;
 }
 

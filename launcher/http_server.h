@@ -3,13 +3,22 @@
 //
 //   POST /v1/chat/completions   OpenAI chat completions (stream=true: server-sent events)
 //   GET  /v1/models             the served model (id = basename of the model directory)
-//   GET  /health                a real one-token greedy probe through the pipeline
+//   GET  /health                liveness: every rank answers heartbeats and the pipeline makes
+//                               progress (a one-token probe when a slot is free; while every slot is
+//                               busy, a token within health_timeout_s); 200 or 503
 //   GET  /metrics               Prometheus text (see launcher/metrics.h)
 //
 // Requests become scheduler Requests (continuous batching); their TokenEvents reach the handler
-// through a RequestRouter stream. A client that disconnects mid-stream has its sequence cancelled.
+// through a RequestRouter stream. A client that disconnects has its sequence cancelled (streamed:
+// at the next write; non-streamed: ConnectionGuard notices the closed socket).
+//
+// Self-defence (launcher/connection_guard.h): a read deadline for each request's head and body, a
+// connection cap (the oldest idle or slow connections are closed first), and a bound on the
+// completions outstanding (slots + max_queue, and never all HTTP threads): one more gets 429 with
+// Retry-After.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -31,6 +40,15 @@ struct ServerOptions {
   double health_timeout_s = 5;
   double drain_s = 3;        // on shutdown: wait this long for in-flight requests, then cancel
   int threads = 16;          // HTTP worker threads (bounds concurrent connections)
+  int64_t slots = 1;         // KV-cache slots of the pipeline (sequences generated at once)
+  int64_t max_queue = 16;    // completions waiting for a slot beyond `slots`; more get 429
+  double read_timeout_s = 10;  // a request's head and body must arrive within this
+};
+
+// What /health asks the pipeline besides the probe (both optional).
+struct PipelineHealth {
+  std::function<std::string()> silent_ranks;  // "" when every rank answers heartbeats
+  std::function<std::chrono::steady_clock::time_point()> last_progress;  // last token of the pipeline
 };
 
 class ChatServer {
@@ -48,6 +66,7 @@ class ChatServer {
   void abort(const std::string& why);
   // Waits for the listening thread to end (after shutdown/abort).
   void join();
+  void set_pipeline_health(PipelineHealth health);
   int port() const;
 
  private:
