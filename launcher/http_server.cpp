@@ -23,6 +23,8 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
+constexpr size_t kMaxBodyBytes = size_t{8} << 20;  // larger request bodies get 413
+
 double since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 // The message of an error response httplib produced before (or instead of) a handler.
@@ -32,7 +34,7 @@ std::string status_text(int status, const httplib::Request& q) {
     case 404: return "no route for " + q.method + " " + q.path;
     case 405: return "method " + q.method + " is not allowed for " + q.path;
     case 408: return "the request was not received in time";
-    case 413: return "request body too large (the limit is 8 MiB)";
+    case 413: return "request body too large (the limit is " + std::to_string(kMaxBodyBytes >> 20) + " MiB)";
     case 414: return "request URI too long";
     case 416: return "range not satisfiable";
     case 431: return "request header fields too large";
@@ -123,16 +125,9 @@ struct ChatServer::Impl {
     return outstanding >= opt.slots || sched.queued() > 0;
   }
 
-  // Waits for the next event of `c` (no deadline: every submitted sequence ends with a finished
-  // event, also on cancel, shutdown and abort). Updates the counters; returns the event.
-  TokenEvent next_event(Completion& c) {
-    TokenEvent ev;
-    while (!c.stream->next(ev, std::chrono::milliseconds(200))) {
-    }
-    account(c, ev);
-    return ev;
-  }
-  // Like next_event, but returns false (no event) as soon as `gone()` says the client left.
+  // Waits for the next event of `c` and accounts for it; false (no event) as soon as `gone()` says
+  // the client left. Otherwise no deadline: every submitted sequence ends with a finished event,
+  // also on cancel, shutdown and abort, and a stalled pipeline ends the job (comm/liveness.h).
   bool next_event_or_gone(Completion& c, const std::function<bool()>& gone) {
     TokenEvent ev;
     while (!c.stream->next(ev, std::chrono::milliseconds(200)))
@@ -201,7 +196,7 @@ struct ChatServer::Impl {
     metrics.in_flight += 1;
     guard.request_started(req.remote_addr, req.remote_port);
     // A client that hangs up before the answer is complete has its sequence cancelled.
-    auto gone = [this, &req] { return guard.peer_closed(req.remote_addr, req.remote_port); };
+    auto gone = [this, addr = req.remote_addr, port = req.remote_port] { return guard.peer_closed(addr, port); };
     auto abandon = [&](const char* when) {
       spdlog::info("{}: client went away {}; cancelling", c->id, when);
       release(*c);
@@ -238,7 +233,7 @@ struct ChatServer::Impl {
     res.set_header("X-Accel-Buffering", "no");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, st](size_t, httplib::DataSink& sink) {
+        [this, st, gone](size_t, httplib::DataSink& sink) {
           auto send = [&](const json& j) {
             const std::string line = "data: " + dump_json(j) + "\n\n";
             return sink.write(line.data(), line.size());
@@ -254,7 +249,8 @@ struct ChatServer::Impl {
             sink.done();
             return true;
           }
-          if (st->fed == c.text_ids.size() && !c.finished) next_event(c);
+          // A client that left while no token came (queued, or a long prefill) is noticed here.
+          if (st->fed == c.text_ids.size() && !c.finished && !next_event_or_gone(c, gone)) return false;
           std::string text;
           for (; st->fed < c.text_ids.size(); ++st->fed) text += st->decoder.push(c.text_ids[st->fed]);
           if (c.finished) text += st->decoder.flush();
@@ -330,7 +326,7 @@ struct ChatServer::Impl {
 
   void routes() {
     svr.new_task_queue = [n = opt.threads] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
-    svr.set_payload_max_length(8u << 20);
+    svr.set_payload_max_length(kMaxBodyBytes);
     svr.set_socket_options([](socket_t sock) {  // no SO_REUSEPORT: a port in use must fail to bind
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
