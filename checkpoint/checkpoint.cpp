@@ -108,9 +108,13 @@ void check_shape(const ModelConfig& c, const std::string& dir, const TensorLocat
   GLMPIPE_CHECK(want_dtype == at::ScalarType::Undefined || loc.info.dtype == want_dtype)
       << dir << "/" << loc.info.file << ": tensor " << name << " has dtype " << loc.info.dtype
       << " but a quantized weight (quantization_bit " << c.quantization_bit << ") must be int8";
+  GLMPIPE_CHECK(want_dtype != at::ScalarType::Undefined || at::isFloatingType(loc.info.dtype))
+      << dir << "/" << loc.info.file << ": tensor " << name << " has dtype " << loc.info.dtype
+      << " but ChatGLM stores it as floating point (float32, float16 or bfloat16)";
 }
 
 nlohmann::json read_json(const std::string& path) {
+  check_regular_file(path, "checkpoint index");
   std::ifstream in(path);
   GLMPIPE_CHECK(in.good()) << path << ": cannot open";
   try {
@@ -239,8 +243,10 @@ at::Tensor Checkpoint::map(const std::string& name) const {
   const size_t i = impl_->find(name);
   const TensorLocation& loc = impl_->locs[i];
   std::shared_ptr<MappedFile> file = impl_->shards[impl_->shard_of[i]]->get();
-  GLMPIPE_CHECK(loc.span_end <= file->size())
-      << file->path() << ": tensor " << name << " lies beyond the end of the file (changed since open?)";
+  // The whole byte range of the view (offset, numel x element size, strides), checked again against
+  // the mapping actually used: the file may have changed since open().
+  TensorLocation check = loc;
+  check_tensor_in_file(&check, file->size(), file->path());
   void* ptr = const_cast<uint8_t*>(file->data() + loc.data_offset);
   return at::from_blob(ptr, loc.info.shape, loc.strides, [file](void*) {},
                        at::TensorOptions().dtype(loc.info.dtype));

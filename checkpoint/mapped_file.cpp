@@ -11,17 +11,40 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/checked.h"
 #include "common/error.h"
 
 namespace glmpipe {
 
+namespace {
+const char* file_kind(mode_t m) {
+  if (S_ISFIFO(m)) return "a FIFO";
+  if (S_ISCHR(m)) return "a character device";
+  if (S_ISBLK(m)) return "a block device";
+  if (S_ISSOCK(m)) return "a socket";
+  if (S_ISDIR(m)) return "a directory";
+  return "not a regular file";
+}
+}  // namespace
+
+void check_regular_file(const std::string& path, const char* what) {
+  struct stat st;
+  GLMPIPE_CHECK(::stat(path.c_str(), &st) == 0) << path << ": cannot open " << what << ": " << std::strerror(errno);
+  GLMPIPE_CHECK(S_ISREG(st.st_mode)) << path << ": " << what << " is " << file_kind(st.st_mode)
+                                     << ", not a regular file";
+}
+
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  check_regular_file(path, "weights file");
+  // O_NONBLOCK: should the path be swapped for a FIFO after the stat above, open() still returns.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   GLMPIPE_CHECK(fd >= 0) << path << ": cannot open: " << std::strerror(errno);
   struct stat st;
-  if (::fstat(fd, &st) != 0) {
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     int err = errno;
     ::close(fd);
+    GLMPIPE_CHECK(S_ISREG(st.st_mode)) << path << ": weights file is " << file_kind(st.st_mode)
+                                       << ", not a regular file";
     GLMPIPE_FAIL() << path << ": cannot stat: " << std::strerror(err);
   }
   std::shared_ptr<MappedFile> f(new MappedFile());
@@ -39,29 +62,84 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   return f;
 }
 
+std::shared_ptr<MappedFile> MappedFile::wrap(const uint8_t* data, uint64_t size, const std::string& path) {
+  std::shared_ptr<MappedFile> f(new MappedFile());
+  f->path_ = path;
+  f->data_ = data;
+  f->size_ = size;
+  f->owned_ = false;
+  return f;
+}
+
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ && owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 void MappedFile::release(uint64_t offset, uint64_t len) const {
-  if (!data_ || len == 0 || offset >= size_) return;
+  if (!data_ || !owned_ || len == 0 || offset >= size_) return;
   static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
   uint64_t begin = offset / page * page;
-  uint64_t end = std::min(size_, offset + len);
+  uint64_t end = len > size_ - offset ? size_ : offset + len;
   end = (end + page - 1) / page * page;
   ::madvise(const_cast<uint8_t*>(data_) + begin, end - begin, MADV_DONTNEED);
 }
 
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
   std::vector<int64_t> s(shape.size(), 1);
-  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) s[i] = s[i + 1] * shape[i + 1];
+  for (int64_t i = static_cast<int64_t>(shape.size()) - 2; i >= 0; --i) s[i] = sat_mul(s[i + 1], shape[i + 1]);
   return s;
 }
 
 int64_t numel_of(const std::vector<int64_t>& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape) n = sat_mul(n, d);
   return n;
+}
+
+bool tensor_span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides, uint64_t item,
+                 uint64_t data_offset, TensorSpan* out, std::string* why) {
+  if (shape.size() != strides.size()) return *why = "has " + std::to_string(shape.size()) + " sizes but " +
+                                                    std::to_string(strides.size()) + " strides", false;
+  CheckedI64 numel = 1;
+  CheckedU64 last = 0;  // highest element index touched, relative to element [0, ...]
+  bool empty = false;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] < 0 || strides[i] < 0)
+      return *why = "has a negative size or stride (shape " + shape_str(shape) + ", strides " + shape_str(strides) + ")",
+             false;
+    numel *= shape[i];
+    if (shape[i] == 0) empty = true;
+    else last += CheckedU64::from(shape[i] - 1) * CheckedU64::from(strides[i]);
+  }
+  const CheckedI64 nbytes = numel * CheckedI64::from(item);
+  const CheckedU64 end = CheckedU64(data_offset) + (last + 1) * item;
+  if (!nbytes.ok() || (!empty && !end.ok()))
+    return *why = "has sizes/strides whose byte extent overflows 64 bits (shape " + shape_str(shape) + ", strides " +
+                  shape_str(strides) + ")",
+           false;
+  out->begin = data_offset;
+  out->end = empty ? data_offset : end.value();
+  out->nbytes = nbytes.value();
+  return true;
+}
+
+void check_tensor_in_file(TensorLocation* loc, uint64_t file_size, const std::string& path) {
+  TensorSpan span;
+  std::string why;
+  const std::string& name = loc->info.name;
+  GLMPIPE_CHECK(tensor_span(loc->info.shape, loc->strides, c10::elementSize(loc->info.dtype), loc->data_offset, &span,
+                            &why))
+      << path << ": tensor " << name << " " << why;
+  GLMPIPE_CHECK(loc->record_begin <= loc->record_end && loc->record_end <= file_size)
+      << path << ": tensor " << name << " data [" << loc->record_begin << ", " << loc->record_end
+      << ") lies beyond the end of the file (" << file_size << " bytes): truncated shard?";
+  GLMPIPE_CHECK(span.begin >= loc->record_begin && span.end <= loc->record_end)
+      << path << ": tensor " << name << " (shape " << shape_str(loc->info.shape) << ", strides "
+      << shape_str(loc->strides) << ") touches bytes [" << span.begin << ", " << span.end
+      << ") outside its data [" << loc->record_begin << ", " << loc->record_end << ")";
+  loc->span_begin = span.begin;
+  loc->span_end = span.end;
+  loc->info.nbytes = span.nbytes;
 }
 
 std::string shape_str(const std::vector<int64_t>& shape) {

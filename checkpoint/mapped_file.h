@@ -19,8 +19,11 @@ namespace glmpipe {
 
 class MappedFile {
  public:
-  // Maps the whole file read-only (MAP_PRIVATE). Error naming the file if it cannot be opened.
+  // Maps the whole file read-only (MAP_PRIVATE). Error naming the file if it cannot be opened or is
+  // not a regular file (a FIFO or a device is refused before open(), which would block on a FIFO).
   static std::shared_ptr<MappedFile> open(const std::string& path);
+  // A non-owning view of bytes already in memory (fuzz targets, tests): `data` must outlive it.
+  static std::shared_ptr<MappedFile> wrap(const uint8_t* data, uint64_t size, const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -37,7 +40,12 @@ class MappedFile {
   std::string path_;
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
+  bool owned_ = true;  // munmap in the destructor
 };
+
+// Error naming `path` unless it is a regular file (checked with stat(), so a FIFO never blocks).
+// `what` says what the file is for ("weights shard", "model config").
+void check_regular_file(const std::string& path, const char* what);
 
 // Where one tensor's bytes are inside its file. Offsets are bytes from the start of the file.
 struct TensorLocation {
@@ -46,11 +54,34 @@ struct TensorLocation {
   uint64_t data_offset = 0;      // element [0, 0, ...] (storage start + storage_offset * itemsize)
   uint64_t span_begin = 0;       // byte range of the file the tensor touches (bounds, madvise)
   uint64_t span_end = 0;
+  uint64_t record_begin = 0;     // byte range the format assigns to it (safetensors data_offsets,
+  uint64_t record_end = 0;       // the zip record of its storage): the span must lie inside
 };
 
-// Strides of a contiguous tensor of `shape`.
+// Limits on what a weights file may declare (far above any real checkpoint; they bound the work and
+// memory a crafted header can ask for).
+constexpr int kMaxTensorDims = 64;                           // at::Tensor's own limit is similar
+constexpr uint64_t kMaxSafetensorsHeader = uint64_t{100} << 20;  // the safetensors library's limit
+
+// Strides of a contiguous tensor of `shape` (saturating at INT64_MAX: such a shape's numel overflows
+// too, which tensor_span() reports).
 std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape);
-int64_t numel_of(const std::vector<int64_t>& shape);
+int64_t numel_of(const std::vector<int64_t>& shape);  // saturating at INT64_MAX
+
+// The byte range [begin, end) of the file that a strided view touches: element [0, ...] at byte
+// `data_offset`, `item` bytes per element. All arithmetic is checked: false (and *why set) when a
+// size or stride is negative, the ranks differ, or any product or sum overflows 64 bits. An empty
+// tensor (some dim 0) touches nothing: end == begin. `nbytes` = numel * item.
+struct TensorSpan {
+  uint64_t begin = 0, end = 0;
+  int64_t nbytes = 0;
+};
+bool tensor_span(const std::vector<int64_t>& shape, const std::vector<int64_t>& strides, uint64_t item,
+                 uint64_t data_offset, TensorSpan* out, std::string* why);
+// Error naming `path` and the tensor unless tensor_span() succeeds for `loc` and its span lies inside
+// its record, which lies inside [0, file_size); sets loc->span_*. Used by both readers at open and
+// (on a copy) by Checkpoint::map() before a view exists, against the size of the mapping it uses.
+void check_tensor_in_file(TensorLocation* loc, uint64_t file_size, const std::string& path);
 std::string shape_str(const std::vector<int64_t>& shape);
 
 // safetensors dtype strings: F32 F16 BF16 F64 I8 U8 I16 I32 I64 BOOL. Unknown -> false.

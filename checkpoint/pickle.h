@@ -25,6 +25,14 @@ struct PickledTensor {
   std::vector<int64_t> strides;
 };
 
+// Limits of the unpickler (a crafted data.pkl must not take unbounded memory or time; a real state
+// dict is ~20 objects and ~100 bytes per tensor, nested ~6 deep). Exceeding one is an Error naming
+// the file and the limit.
+constexpr uint64_t kPickleMaxBytes = uint64_t{64} << 20;  // size of data.pkl
+constexpr uint64_t kPickleMaxObjects = uint64_t{1} << 21; // values created (and memo entries)
+constexpr uint32_t kPickleMaxDepth = 64;                  // container nesting and open MARKs
+constexpr uint64_t kPickleMaxKeyBytes = 4096;             // a state-dict key or storage key
+
 // Parses data.pkl of a torch.save'd dict / OrderedDict of tensors. `where` (the file) is used in
 // error messages.
 std::vector<PickledTensor> unpickle_state_dict(const uint8_t* data, size_t size, const std::string& where);

@@ -1,12 +1,66 @@
 // safetensors reader (header only, bytes stay in the mapping) and writer.
 #include "checkpoint/safetensors.h"
 
+#include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "common/checked.h"
 #include "common/error.h"
 
 namespace glmpipe {
+
+namespace {
+
+// A non-negative JSON integer (parsed JSON keeps these as number_unsigned); anything else -> false.
+bool json_u64(const nlohmann::json& v, uint64_t* out) {
+  if (!v.is_number_unsigned()) return false;
+  *out = v.get<uint64_t>();
+  return true;
+}
+
+TensorLocation read_entry(const MappedFile& file, const std::string& file_name, const std::string& name,
+                          const nlohmann::json& v, uint64_t base) {
+  const std::string& path = file.path();
+  TensorLocation loc;
+  loc.info.name = name;
+  loc.info.file = file_name;
+  GLMPIPE_CHECK(v.is_object() && v.contains("dtype") && v.contains("shape") && v.contains("data_offsets"))
+      << path << ": corrupt safetensors header entry for tensor " << name
+      << ": expected an object with dtype, shape and data_offsets";
+  const nlohmann::json &dt = v.at("dtype"), &shape = v.at("shape"), &offs = v.at("data_offsets");
+  GLMPIPE_CHECK(dt.is_string()) << path << ": tensor " << name << ": dtype is not a string";
+  const std::string dtype = dt.get<std::string>();
+  GLMPIPE_CHECK(dtype_from_safetensors(dtype, &loc.info.dtype))
+      << path << ": tensor " << name << " has unsupported dtype " << dtype;
+  GLMPIPE_CHECK(shape.is_array() && shape.size() <= static_cast<size_t>(kMaxTensorDims))
+      << path << ": tensor " << name << ": shape must be a list of at most " << kMaxTensorDims << " integers";
+  for (const auto& d : shape) {
+    uint64_t u = 0;
+    GLMPIPE_CHECK(json_u64(d, &u) && u <= static_cast<uint64_t>(INT64_MAX))
+        << path << ": tensor " << name << " has a negative or non-integer dimension " << d.dump();
+    loc.info.shape.push_back(static_cast<int64_t>(u));
+  }
+  uint64_t begin = 0, end = 0;
+  GLMPIPE_CHECK(offs.is_array() && offs.size() == 2 && json_u64(offs[0], &begin) && json_u64(offs[1], &end) &&
+                begin <= end)
+      << path << ": tensor " << name << " has invalid data_offsets " << offs.dump();
+  // Offsets are relative to the end of the header: wrap-checked before anything is compared.
+  const CheckedU64 rb = CheckedU64(base) + begin, re = CheckedU64(base) + end;
+  GLMPIPE_CHECK(re.fits(file.size()))
+      << path << ": tensor " << name << " data_offsets [" << begin << ", " << end << ") (+ " << base
+      << " header bytes) lie beyond the end of the file (" << file.size() << " bytes): truncated shard?";
+  loc.strides = contiguous_strides(loc.info.shape);
+  loc.data_offset = loc.record_begin = rb.value();
+  loc.record_end = re.value();
+  check_tensor_in_file(&loc, file.size(), path);
+  GLMPIPE_CHECK(end - begin == static_cast<uint64_t>(loc.info.nbytes))
+      << path << ": tensor " << name << " has " << end - begin << " bytes for shape " << shape_str(loc.info.shape)
+      << " " << dtype << " (expected " << loc.info.nbytes << "): dtype or shape does not match the data";
+  return loc;
+}
+
+}  // namespace
 
 std::vector<TensorLocation> read_safetensors_index(const MappedFile& file, const std::string& file_name) {
   const std::string& path = file.path();
@@ -16,6 +70,8 @@ std::vector<TensorLocation> read_safetensors_index(const MappedFile& file, const
   GLMPIPE_CHECK(header_len <= file.size() - 8)
       << path << ": safetensors header length " << header_len << " exceeds the file size " << file.size()
       << " (truncated or not a safetensors file)";
+  GLMPIPE_CHECK(header_len <= kMaxSafetensorsHeader)
+      << path << ": safetensors header of " << header_len << " bytes exceeds the limit of " << kMaxSafetensorsHeader;
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(file.data() + 8, file.data() + 8 + header_len);
@@ -26,40 +82,20 @@ std::vector<TensorLocation> read_safetensors_index(const MappedFile& file, const
   const uint64_t base = 8 + header_len;
   std::vector<TensorLocation> out;
   for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    if (name == "__metadata__") continue;
-    const auto& v = it.value();
-    TensorLocation loc;
-    loc.info.name = name;
-    loc.info.file = file_name;
-    std::string dtype;
-    std::vector<uint64_t> offsets;
-    try {
-      dtype = v.at("dtype").get<std::string>();
-      for (const auto& d : v.at("shape")) loc.info.shape.push_back(d.get<int64_t>());
-      offsets = v.at("data_offsets").get<std::vector<uint64_t>>();
-    } catch (const nlohmann::json::exception& e) {
-      GLMPIPE_FAIL() << path << ": corrupt safetensors header entry for tensor " << name << ": " << e.what();
-    }
-    GLMPIPE_CHECK(dtype_from_safetensors(dtype, &loc.info.dtype))
-        << path << ": tensor " << name << " has unsupported dtype " << dtype;
-    for (int64_t d : loc.info.shape)
-      GLMPIPE_CHECK(d >= 0) << path << ": tensor " << name << " has a negative dimension";
-    GLMPIPE_CHECK(offsets.size() == 2 && offsets[0] <= offsets[1])
-        << path << ": tensor " << name << " has invalid data_offsets";
-    loc.info.nbytes = numel_of(loc.info.shape) * static_cast<int64_t>(c10::elementSize(loc.info.dtype));
-    GLMPIPE_CHECK(offsets[1] - offsets[0] == static_cast<uint64_t>(loc.info.nbytes))
-        << path << ": tensor " << name << " has " << offsets[1] - offsets[0] << " bytes for shape "
-        << shape_str(loc.info.shape) << " " << dtype << " (expected " << loc.info.nbytes << ")";
-    GLMPIPE_CHECK(base + offsets[1] <= file.size())
-        << path << ": tensor " << name << " data [" << base + offsets[0] << ", " << base + offsets[1]
-        << ") lies beyond the end of the file (" << file.size() << " bytes): truncated shard?";
-    loc.strides = contiguous_strides(loc.info.shape);
-    loc.data_offset = base + offsets[0];
-    loc.span_begin = base + offsets[0];
-    loc.span_end = base + offsets[1];
-    out.push_back(std::move(loc));
+    if (it.key() == "__metadata__") continue;
+    out.push_back(read_entry(file, file_name, it.key(), it.value(), base));
   }
+  // The format gives every tensor its own bytes: overlapping ranges alias weights (a crafted file).
+  std::vector<const TensorLocation*> by_start;
+  for (const auto& l : out)
+    if (l.record_end > l.record_begin) by_start.push_back(&l);
+  std::sort(by_start.begin(), by_start.end(),
+            [](const TensorLocation* a, const TensorLocation* b) { return a->record_begin < b->record_begin; });
+  for (size_t k = 1; k < by_start.size(); ++k)
+    GLMPIPE_CHECK(by_start[k]->record_begin >= by_start[k - 1]->record_end)
+        << path << ": tensors " << by_start[k - 1]->info.name << " and " << by_start[k]->info.name
+        << " overlap (data [" << by_start[k - 1]->record_begin << ", " << by_start[k - 1]->record_end << ") and ["
+        << by_start[k]->record_begin << ", " << by_start[k]->record_end << "))";
   return out;
 }
 

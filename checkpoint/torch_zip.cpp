@@ -6,6 +6,7 @@
 #include <map>
 
 #include "checkpoint/pickle.h"
+#include "common/checked.h"
 #include "common/error.h"
 
 namespace glmpipe {
@@ -45,14 +46,39 @@ void find_directory(const MappedFile& f, uint64_t* entries, uint64_t* cd_offset,
     GLMPIPE_CHECK(eocd >= 20 && rd<uint32_t>(d + eocd - 20) == kZip64LocatorSig)
         << f.path() << ": zip64 end-of-central-directory locator missing";
     const uint64_t z = rd<uint64_t>(d + eocd - 20 + 8);
-    GLMPIPE_CHECK(z + 56 <= n && rd<uint32_t>(d + z) == kZip64EndSig)
-        << f.path() << ": zip64 end-of-central-directory record missing";
+    GLMPIPE_CHECK((CheckedU64(z) + 56).fits(n) && rd<uint32_t>(d + z) == kZip64EndSig)
+        << f.path() << ": zip64 end-of-central-directory record missing (offset " << z << " of " << n << " bytes)";
     *entries = rd<uint64_t>(d + z + 32);
     *cd_size = rd<uint64_t>(d + z + 40);
     *cd_offset = rd<uint64_t>(d + z + 48);
   }
   GLMPIPE_CHECK(*cd_offset <= n && *cd_size <= n - *cd_offset)
       << f.path() << ": zip central directory lies outside the file (truncated?)";
+  // Each entry takes at least 46 bytes of the directory: a larger count is a lie.
+  GLMPIPE_CHECK(*entries <= *cd_size / 46)
+      << f.path() << ": zip directory claims " << *entries << " entries in " << *cd_size << " bytes";
+}
+
+// zip64 extended information of one central-directory entry: only the fields whose 32-bit value is
+// 0xFFFFFFFF, in this order. `x`..`xend` is the entry's extra field.
+void read_zip64_extra(const MappedFile& f, const uint8_t* x, const uint8_t* xend, ZipEntry& e, uint64_t* local) {
+  while (xend - x >= 4) {
+    const uint16_t id = rd<uint16_t>(x), len = rd<uint16_t>(x + 2);
+    const uint8_t* v = x + 4;
+    const uint8_t* vend = v + std::min<ptrdiff_t>(len, xend - v);
+    if (id == 0x0001) {
+      auto next = [&](uint64_t* field) {
+        if (*field != 0xFFFFFFFF) return;
+        GLMPIPE_CHECK(vend - v >= 8) << f.path() << ": bad zip64 extra field for " << e.name;
+        *field = rd<uint64_t>(v);
+        v += 8;
+      };
+      next(&e.size);
+      next(&e.comp_size);
+      next(local);
+    }
+    x = vend;
+  }
 }
 
 }  // namespace
@@ -62,47 +88,72 @@ std::vector<ZipEntry> read_zip_directory(const MappedFile& f) {
   find_directory(f, &entries, &cd_offset, &cd_size);
   const uint8_t* d = f.data();
   const uint64_t n = f.size();
-  const uint64_t cd_end = cd_offset + cd_size;
+  const uint64_t cd_end = cd_offset + cd_size;  // <= n, checked above
   std::vector<ZipEntry> out;
   uint64_t pos = cd_offset;
   for (uint64_t i = 0; i < entries; ++i) {
-    GLMPIPE_CHECK(pos + 46 <= cd_end && rd<uint32_t>(d + pos) == kCentralSig)
+    GLMPIPE_CHECK(cd_end - pos >= 46 && rd<uint32_t>(d + pos) == kCentralSig)
         << f.path() << ": corrupt zip central directory entry " << i;
     const uint8_t* c = d + pos;
     ZipEntry e;
     e.method = rd<uint16_t>(c + 10);
     e.comp_size = rd<uint32_t>(c + 20);
     e.size = rd<uint32_t>(c + 24);
-    const uint16_t nlen = rd<uint16_t>(c + 28), xlen = rd<uint16_t>(c + 30), clen = rd<uint16_t>(c + 32);
+    const uint64_t nlen = rd<uint16_t>(c + 28), xlen = rd<uint16_t>(c + 30), clen = rd<uint16_t>(c + 32);
     uint64_t local = rd<uint32_t>(c + 42);
-    GLMPIPE_CHECK(pos + 46 + nlen + xlen + clen <= cd_end) << f.path() << ": corrupt zip central directory entry " << i;
+    GLMPIPE_CHECK(cd_end - pos >= 46 + nlen + xlen + clen) << f.path() << ": corrupt zip central directory entry " << i;
     e.name.assign(reinterpret_cast<const char*>(c + 46), nlen);
-    // zip64 extended information: only the fields whose 32-bit value is 0xFFFFFFFF, in this order.
-    for (const uint8_t* x = c + 46 + nlen; x + 4 <= c + 46 + nlen + xlen;) {
-      const uint16_t id = rd<uint16_t>(x), len = rd<uint16_t>(x + 2);
-      const uint8_t* v = x + 4;
-      const uint8_t* vend = std::min(v + len, c + 46 + nlen + xlen);
-      if (id == 0x0001) {
-        auto next = [&](uint64_t* field) {
-          if (*field != 0xFFFFFFFF) return;
-          GLMPIPE_CHECK(v + 8 <= vend) << f.path() << ": bad zip64 extra field for " << e.name;
-          *field = rd<uint64_t>(v);
-          v += 8;
-        };
-        next(&e.size);
-        next(&e.comp_size);
-        next(&local);
-      }
-      x += 4 + len;
-    }
-    GLMPIPE_CHECK(local + 30 <= n && rd<uint32_t>(d + local) == kLocalSig)
-        << f.path() << ": zip record " << e.name << " has a bad local header (truncated file?)";
-    e.data_offset = local + 30 + rd<uint16_t>(d + local + 26) + rd<uint16_t>(d + local + 28);
+    read_zip64_extra(f, c + 46 + nlen, c + 46 + nlen + xlen, e, &local);
+    GLMPIPE_CHECK((CheckedU64(local) + 30).fits(n) && rd<uint32_t>(d + local) == kLocalSig)
+        << f.path() << ": zip record " << e.name << " has a bad local header (offset " << local << " of " << n
+        << " bytes; truncated file?)";
+    const CheckedU64 data = CheckedU64(local) + 30 + rd<uint16_t>(d + local + 26) + rd<uint16_t>(d + local + 28);
+    const uint64_t stored = e.method == 0 ? e.size : e.comp_size;  // bytes in the file
+    GLMPIPE_CHECK(data.fits(n) && (data + stored).fits(n))
+        << f.path() << ": zip record " << e.name << " (" << stored << " bytes at offset " << data.saturated()
+        << ") extends past the end of the file (" << n << " bytes): truncated shard?";
+    e.data_offset = data.value();
     out.push_back(std::move(e));
     pos += 46 + nlen + xlen + clen;
   }
   return out;
 }
+
+namespace {
+
+// Storage key -> (dtype, numel) of the first tensor that names it: every view of one storage must agree.
+using StorageTypes = std::map<std::string, std::pair<at::ScalarType, int64_t>>;
+
+TensorLocation locate(const MappedFile& f, const std::string& file_name, const PickledTensor& t,
+                      const ZipEntry& r, const std::string& record, StorageTypes& storages) {
+  GLMPIPE_CHECK(r.method == 0) << f.path() << ": tensor " << t.name << ": storage record " << record << " is compressed";
+  auto [it, fresh] = storages.emplace(t.storage_key, std::make_pair(t.dtype, t.storage_numel));
+  GLMPIPE_CHECK(fresh || it->second == std::make_pair(t.dtype, t.storage_numel))
+      << f.path() << ": tensor " << t.name << ": storage " << t.storage_key << " is declared as " << t.storage_numel
+      << " x " << t.dtype << " here but " << it->second.second << " x " << it->second.first << " by another tensor";
+  const uint64_t item = c10::elementSize(t.dtype);
+  const CheckedU64 storage_bytes = CheckedU64::from(t.storage_numel) * item;
+  GLMPIPE_CHECK(storage_bytes.ok() && storage_bytes.value() == r.size)
+      << f.path() << ": tensor " << t.name << ": storage of " << t.storage_numel << " x " << t.dtype << " ("
+      << storage_bytes.saturated() << " bytes) does not match record " << record << " (" << r.size
+      << " bytes): dtype or size does not match the data";
+  TensorLocation loc;
+  loc.info.name = t.name;
+  loc.info.dtype = t.dtype;
+  loc.info.shape = t.shape;
+  loc.info.file = file_name;
+  loc.strides = t.strides;
+  const CheckedU64 first = CheckedU64(r.data_offset) + CheckedU64::from(t.storage_offset) * item;
+  GLMPIPE_CHECK(first.ok()) << f.path() << ": tensor " << t.name << ": storage offset " << t.storage_offset
+                            << " is negative or overflows";
+  loc.data_offset = first.value();
+  loc.record_begin = r.data_offset;
+  loc.record_end = r.data_offset + r.size;  // <= file size (read_zip_directory)
+  check_tensor_in_file(&loc, f.size(), f.path());
+  return loc;
+}
+
+}  // namespace
 
 std::vector<TensorLocation> read_torch_zip_index(const MappedFile& f, const std::string& file_name) {
   std::vector<ZipEntry> entries = read_zip_directory(f);
@@ -115,45 +166,15 @@ std::vector<TensorLocation> read_torch_zip_index(const MappedFile& f, const std:
   GLMPIPE_CHECK(pkl != by_name.end()) << f.path() << ": no " << stem << "/data.pkl (not a torch.save archive)";
   const ZipEntry& p = *pkl->second;
   GLMPIPE_CHECK(p.method == 0) << f.path() << ": " << p.name << " is compressed (torch.save stores records uncompressed)";
-  GLMPIPE_CHECK(p.data_offset + p.size <= f.size()) << f.path() << ": " << p.name << " extends past the end of the file (truncated?)";
   std::vector<PickledTensor> pickled = unpickle_state_dict(f.data() + p.data_offset, p.size, f.path());
 
   std::vector<TensorLocation> out;
+  StorageTypes storages;
   for (const auto& t : pickled) {
     const std::string record = stem + "/data/" + t.storage_key;
     auto it = by_name.find(record);
     GLMPIPE_CHECK(it != by_name.end()) << f.path() << ": tensor " << t.name << ": storage record " << record << " missing";
-    const ZipEntry& r = *it->second;
-    GLMPIPE_CHECK(r.method == 0) << f.path() << ": tensor " << t.name << ": storage record " << record << " is compressed";
-    const int64_t item = static_cast<int64_t>(c10::elementSize(t.dtype));
-    GLMPIPE_CHECK(t.storage_numel >= 0 && static_cast<uint64_t>(t.storage_numel * item) <= r.size)
-        << f.path() << ": tensor " << t.name << ": storage of " << t.storage_numel << " elements does not fit record "
-        << record << " (" << r.size << " bytes)";
-    GLMPIPE_CHECK(r.data_offset + r.size <= f.size())
-        << f.path() << ": tensor " << t.name << ": data lies beyond the end of the file (" << f.size()
-        << " bytes): truncated shard?";
-    TensorLocation loc;
-    loc.info.name = t.name;
-    loc.info.dtype = t.dtype;
-    loc.info.shape = t.shape;
-    loc.info.file = file_name;
-    loc.info.nbytes = numel_of(t.shape) * item;
-    loc.strides = t.strides;
-    int64_t last = t.storage_offset;  // highest element index touched
-    bool empty = false;
-    for (size_t i = 0; i < t.shape.size(); ++i) {
-      GLMPIPE_CHECK(t.shape[i] >= 0 && t.strides[i] >= 0)
-          << f.path() << ": tensor " << t.name << " has a negative size or stride";
-      if (t.shape[i] == 0) empty = true;
-      else last += (t.shape[i] - 1) * t.strides[i];
-    }
-    GLMPIPE_CHECK(t.storage_offset >= 0 && (empty || last < t.storage_numel))
-        << f.path() << ": tensor " << t.name << " (offset " << t.storage_offset << ", shape " << shape_str(t.shape)
-        << ") reaches outside its storage of " << t.storage_numel << " elements";
-    loc.data_offset = r.data_offset + t.storage_offset * item;
-    loc.span_begin = loc.data_offset;
-    loc.span_end = empty ? loc.span_begin : r.data_offset + (last + 1) * item;
-    out.push_back(std::move(loc));
+    out.push_back(locate(f, file_name, t, *it->second, record, storages));
   }
   return out;
 }

@@ -11,10 +11,16 @@ KVCache::KVCache(int64_t layer_begin, int64_t layer_end, int64_t slots, int64_t 
       << "KV cache: bad geometry layers [" << layer_begin << ", " << layer_end << "), slots " << slots
       << ", max_seq " << max_seq;
   auto opts = at::TensorOptions().dtype(dtype).device(device);
-  for (int64_t l = layer_begin; l < layer_end; ++l) {
-    // zeros, not empty: untouched positions are never read, but zeros keep dumps readable.
-    k_.push_back(at::zeros({slots, heads, max_seq, head_dim}, opts));
-    v_.push_back(at::zeros({slots, heads, max_seq, head_dim}, opts));
+  try {
+    for (int64_t l = layer_begin; l < layer_end; ++l) {
+      // zeros, not empty: untouched positions are never read, but zeros keep dumps readable.
+      k_.push_back(at::zeros({slots, heads, max_seq, head_dim}, opts));
+      v_.push_back(at::zeros({slots, heads, max_seq, head_dim}, opts));
+    }
+  } catch (const c10::Error& e) {  // out of memory: one line naming the keys, not libtorch's backtrace
+    GLMPIPE_FAIL() << "KV cache of layers [" << layer_begin << ", " << layer_end << ") x " << slots << " slots x "
+                   << max_seq << " tokens cannot be allocated on " << device
+                   << " (lower kv_cache.max_batch / kv_cache.max_seq_len or max_memory): " << e.what_without_backtrace();
   }
 }
 

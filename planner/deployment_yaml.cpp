@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "planner/deployment.h"
+#include "planner/limits.h"
 
 namespace glmpipe {
 namespace {
@@ -38,11 +39,14 @@ class Reader {
     if (!n.IsScalar()) fail(key, "must be a string");
     return n.as<std::string>();
   }
-  int64_t integer(const YAML::Node& n, const std::string& key, int64_t min) const {
+  // Bounded both ways: a value past `max` (by default what an int holds) is refused, never wrapped.
+  int64_t integer(const YAML::Node& n, const std::string& key, int64_t min, int64_t max = limits::kMaxInt) const {
     int64_t v = 0;
     if (!n.IsScalar() || !YAML::convert<int64_t>::decode(n, v))
-      fail(key, "\"" + scalar_text(n) + "\" is not an integer");
+      fail(key, "\"" + scalar_text(n) + "\" is not an integer (allowed: " + std::to_string(min) + " .. " +
+                    std::to_string(max) + ")");
     if (v < min) fail(key, std::to_string(v) + " is too small (allowed: >= " + std::to_string(min) + ")");
+    if (v > max) fail(key, std::to_string(v) + " is too large (allowed: <= " + std::to_string(max) + ")");
     return v;
   }
   double real(const YAML::Node& n, const std::string& key, double min, double max) const {
@@ -122,7 +126,7 @@ void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ra
     if (!r["max_memory"]) rd.fail(at + ".max_memory", "missing (the bytes this rank may use, e.g. 14GiB)");
     spec.max_memory = rd.size(r["max_memory"], at + ".max_memory");
     if (spec.max_memory == 0) rd.fail(at + ".max_memory", "must be > 0");
-    if (r["threads"]) spec.threads = static_cast<int>(rd.integer(r["threads"], at + ".threads", 0));
+    if (r["threads"]) spec.threads = static_cast<int>(rd.integer(r["threads"], at + ".threads", 0, limits::kMaxThreads));
     if (r["host"]) spec.host = rd.str(r["host"], at + ".host");
     if (r["reserve"]) spec.reserve = rd.size(r["reserve"], at + ".reserve");
     ranks.push_back(spec);
@@ -157,7 +161,7 @@ void read_generation(const Reader& rd, const YAML::Node& n, GenerationDefaults& 
   if (n["repetition_penalty"])
     g.repetition_penalty = rd.real(n["repetition_penalty"], "generation.repetition_penalty", 1e-6, 100);
   if (n["greedy"]) g.greedy = rd.boolean(n["greedy"], "generation.greedy");
-  if (n["seed"]) g.seed = static_cast<uint64_t>(rd.integer(n["seed"], "generation.seed", 0));
+  if (n["seed"]) g.seed = static_cast<uint64_t>(rd.integer(n["seed"], "generation.seed", 0, INT64_MAX));
   if (n["max_length"])
     g.max_length = static_cast<int>(rd.integer(n["max_length"], "generation.max_length", 1));
 }
@@ -173,7 +177,7 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
   if (n["hostfile"]) m.hostfile = rd.str(n["hostfile"], "mpi.hostfile");
   if (n["bind_to_core"]) m.bind_to_core = rd.boolean(n["bind_to_core"], "mpi.bind_to_core");
   if (n["micro_batches"])
-    m.micro_batches = static_cast<int>(rd.integer(n["micro_batches"], "mpi.micro_batches", 0));
+    m.micro_batches = static_cast<int>(rd.integer(n["micro_batches"], "mpi.micro_batches", 0, limits::kMaxMicroBatches));
   if (n["liveness_timeout_s"])
     m.liveness_timeout_s = rd.real(n["liveness_timeout_s"], "mpi.liveness_timeout_s", 0.1, 86400);
 }
@@ -188,9 +192,9 @@ void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
   if (root["placement"]) read_placement(rd, root["placement"], d);
   if (const YAML::Node kv = root["kv_cache"]) {
     rd.only_keys(kv, "kv_cache", {"max_batch", "max_seq_len"});
-    if (kv["max_batch"]) d.kv_cache.max_batch = rd.integer(kv["max_batch"], "kv_cache.max_batch", 1);
+    if (kv["max_batch"]) d.kv_cache.max_batch = rd.integer(kv["max_batch"], "kv_cache.max_batch", 1, limits::kMaxBatch);
     if (kv["max_seq_len"])
-      d.kv_cache.max_seq_len = rd.integer(kv["max_seq_len"], "kv_cache.max_seq_len", 1);
+      d.kv_cache.max_seq_len = rd.integer(kv["max_seq_len"], "kv_cache.max_seq_len", 1, limits::kMaxSeqLen);
   }
   if (const YAML::Node r = root["reserve"]) {
     rd.only_keys(r, "reserve", {"gpu", "cpu"});

@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "common/error.h"
+#include "planner/limits.h"
 
 namespace glmpipe {
 
@@ -84,6 +85,8 @@ ModelMetadata synthesize_metadata(const ModelConfig& cfg, const std::string& dty
                                   const std::string& quantization) {
   GLMPIPE_CHECK(cfg.num_layers > 0 && cfg.hidden_size > 0 && cfg.vocab_size > 0 && cfg.inner_hidden_size > 0)
       << "config: num_layers, hidden_size, inner_hidden_size and vocab_size must be positive";
+  GLMPIPE_CHECK(cfg.num_layers <= limits::kMaxLayers)  // before building 12 names per layer
+      << "config: num_layers " << cfg.num_layers << " exceeds the planner's limit of " << limits::kMaxLayers;
   ModelMetadata m;
   m.config = cfg;
   m.dtype = dtype;

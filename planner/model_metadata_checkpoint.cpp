@@ -52,7 +52,13 @@ ModelMetadata load_model_metadata(const std::string& dir, const std::string& dty
   GLMPIPE_CHECK(fs::exists(fs::path(dir) / "config.json"))
       << dir << ": neither weights (pytorch_model.bin[.index.json], model.safetensors[.index.json]) nor "
       << "config.json";
-  ModelMetadata m = synthesize_metadata(load_model_config(dir), dtype, quantization);
+  const std::string cfg_file = (fs::path(dir) / "config.json").string();
+  ModelMetadata m;
+  try {
+    m = synthesize_metadata(load_model_config(dir), dtype, quantization);
+  } catch (const Error& e) {
+    GLMPIPE_FAIL() << cfg_file << ": " << e.what();
+  }
   m.source = "synthesized from " + (fs::path(dir) / "config.json").string();
   return m;
 }

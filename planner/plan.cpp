@@ -7,24 +7,30 @@
 #include <limits>
 #include <sstream>
 
+#include "common/checked.h"
 #include "common/error.h"
+#include "planner/limits.h"
 #include "planner/plan_internal.h"
 
 namespace glmpipe {
 
+// Byte counts are checked 64-bit products: one that overflows saturates at INT64_MAX, which no budget
+// holds (attempt() names the keys when even a single block overflows).
 int64_t kv_cache_bytes(const ModelMetadata& meta, const Deployment& dep, int blocks) {
-  return int64_t{blocks} * 2 * dep.kv_cache.max_batch * dep.kv_cache.max_seq_len *
-         meta.config.hidden_size * dtype_bytes(meta.dtype);
+  return (CheckedI64(blocks) * 2 * dep.kv_cache.max_batch * dep.kv_cache.max_seq_len * meta.config.hidden_size *
+          dtype_bytes(meta.dtype))
+      .saturated();
 }
 
 int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_blocks, bool has_head) {
-  const int64_t B = dep.kv_cache.max_batch, S = dep.kv_cache.max_seq_len, e = dtype_bytes(meta.dtype);
+  const CheckedI64 B = dep.kv_cache.max_batch, S = dep.kv_cache.max_seq_len, e = dtype_bytes(meta.dtype);
   const ModelConfig& c = meta.config;
-  int64_t bytes = 2 * B * S * c.hidden_size * e;  // received + sent hidden states
+  CheckedI64 bytes = CheckedI64(2) * B * S * c.hidden_size * e;  // received + sent hidden states
   if (has_blocks)
-    bytes += B * S * (3 * c.hidden_size + c.inner_hidden_size) * e + B * c.num_attention_heads * S * S * 4;
+    bytes += B * S * (CheckedI64(3) * c.hidden_size + c.inner_hidden_size) * e +
+             B * c.num_attention_heads * S * S * 4;
   if (has_head) bytes += B * c.vocab_size * 4;
-  return bytes;
+  return bytes.saturated();
 }
 
 std::vector<int64_t> unit_work_bytes(const ModelMetadata& meta) {
@@ -45,9 +51,12 @@ CostModel::CostModel(const ModelMetadata& meta, const Deployment& dep) : meta_(m
   for (int i = 0; i < L; ++i) unit_weight_.push_back(meta.layer(i).weight_bytes);
   unit_weight_.push_back(meta.final_layernorm().weight_bytes + meta.lm_head().weight_bytes);
   prefix_.assign(1, 0);
-  for (int64_t w : unit_weight_) prefix_.push_back(prefix_.back() + w);
   work_prefix_.assign(1, 0);
-  for (int64_t w : unit_work_bytes(meta)) work_prefix_.push_back(work_prefix_.back() + w);
+  CheckedI64 sum = 0, work_sum = 0;
+  for (int64_t w : unit_weight_) prefix_.push_back((sum += w).value());
+  for (int64_t w : unit_work_bytes(meta)) work_prefix_.push_back((work_sum += w).value());
+  GLMPIPE_CHECK(sum.ok() && work_sum.ok()) << "model metadata (" << meta.source
+                                           << "): the weight bytes overflow 64 bits (config values out of range)";
 }
 
 int64_t CostModel::weights(int a, int b) const {
@@ -66,7 +75,7 @@ StageBytes CostModel::stage_bytes(int rank, int a, int b, bool disk) const {
   s.kv_cache = kv_cache_bytes(meta_, dep_, blocks);
   s.activations = activation_bytes(meta_, dep_, blocks > 0, b == num_units());
   s.reserve = dep_.reserve_of(static_cast<size_t>(rank));
-  s.total = s.weights + s.kv_cache + s.activations + s.reserve;
+  s.total = sat_add(sat_add(s.weights, s.kv_cache), sat_add(s.activations, s.reserve));
   s.budget = dep_.ranks[static_cast<size_t>(rank)].max_memory;
   s.headroom = s.budget - s.total;
   s.work = work(a, b);
@@ -266,6 +275,20 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
   GLMPIPE_CHECK(!dep.ranks.empty()) << file << ": ranks: no ranks";
   GLMPIPE_CHECK(dep.kv_cache.max_batch >= 1 && dep.kv_cache.max_seq_len >= 1)
       << file << ": kv_cache: max_batch and max_seq_len must be >= 1";
+  GLMPIPE_CHECK(dep.kv_cache.max_batch <= limits::kMaxBatch && dep.kv_cache.max_seq_len <= limits::kMaxSeqLen)
+      << file << ": kv_cache: max_batch " << dep.kv_cache.max_batch << " / max_seq_len " << dep.kv_cache.max_seq_len
+      << " exceed the limits (max_batch <= " << limits::kMaxBatch << ", max_seq_len <= " << limits::kMaxSeqLen << ")";
+  GLMPIPE_CHECK(meta.config.num_layers <= limits::kMaxLayers)
+      << meta.source << ": num_layers " << meta.config.num_layers << " exceeds the planner's limit of "
+      << limits::kMaxLayers << " blocks";
+  GLMPIPE_CHECK(static_cast<int64_t>(dep.ranks.size()) <= limits::kMaxRanks)
+      << file << ": ranks: " << dep.ranks.size() << " ranks exceed the limit of " << limits::kMaxRanks;
+  // One block's KV cache and working set must at least be countable: a product past 2^63 is a
+  // config error, named here, not a byte total that wraps negative and "fits".
+  GLMPIPE_CHECK(kv_cache_bytes(meta, dep, 1) < INT64_MAX && activation_bytes(meta, dep, true, true) < INT64_MAX)
+      << file << ": kv_cache.max_batch " << dep.kv_cache.max_batch << " x kv_cache.max_seq_len "
+      << dep.kv_cache.max_seq_len << ": one block's KV cache or activations overflow 64-bit byte counts"
+      << " (no device holds them); lower kv_cache.max_seq_len or kv_cache.max_batch";
   CostModel cm(meta, dep);
   GLMPIPE_CHECK(cm.num_ranks() <= cm.num_units())
       << file << ": ranks: " << cm.num_ranks() << " ranks but the model has only " << cm.num_units()

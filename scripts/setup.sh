@@ -13,6 +13,7 @@ PKGS=(
   libsentencepiece-dev sentencepiece
   python3-torch python3-numpy  # /usr/bin/python3: cross-checks torch.save files in tests
   curl procps
+  clang libclang-rt-14-dev     # libFuzzer + ASan/UBSan runtimes: tests/fuzz, scripts/fuzz.sh (CI runs it)
 )
 
 missing=()

@@ -2,12 +2,15 @@
 // where one is involved, the tensor or key.
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
 
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/pickle.h"
 #include "checkpoint/tiny_model.h"
 #include "checkpoint/torch_zip.h"
 #include "common/error.h"
@@ -188,6 +191,26 @@ TEST_F(CheckpointErrors, PickleWithUnexpectedCallable) {
   std::string msg = error_of([&] { Checkpoint::open(dir_); });
   EXPECT_CONTAINS(msg, "pytorch_model.bin");
   EXPECT_CONTAINS(msg, "os.system");
+}
+
+// A data.pkl of 16 Mi one-byte EMPTY_LIST opcodes once peaked at 4.9 GB: the object limit stops it
+// early, naming the file and the limit, with little memory used on the way.
+TEST_F(CheckpointErrors, PickleObjectLimitBoundsMemory) {
+  const std::string pkl = "\x80\x02" + std::string(16 << 20, ']');
+  struct rusage before {}, after {};
+  ::getrusage(RUSAGE_SELF, &before);
+  std::string msg = error_of([&] {
+    unpickle_state_dict(reinterpret_cast<const uint8_t*>(pkl.data()), pkl.size(), "x/pytorch_model.bin");
+  });
+  ::getrusage(RUSAGE_SELF, &after);
+  EXPECT_CONTAINS(msg, "x/pytorch_model.bin");
+  EXPECT_CONTAINS(msg, "limit of " + std::to_string(kPickleMaxObjects) + " objects");
+  EXPECT_LT(after.ru_maxrss - before.ru_maxrss, 600 * 1024) << "peak RSS grew by " << after.ru_maxrss - before.ru_maxrss
+                                                           << " KiB";
+  // The size cap itself.
+  const std::string big(kPickleMaxBytes + 1, 'N');
+  msg = error_of([&] { unpickle_state_dict(reinterpret_cast<const uint8_t*>(big.data()), big.size(), "y.bin"); });
+  EXPECT_CONTAINS(msg, "limit of " + std::to_string(kPickleMaxBytes) + " bytes");
 }
 
 TEST_F(CheckpointErrors, NotAZipFile) {
