@@ -38,10 +38,11 @@ run_one() {
   "$BUILD/fuzz/${t}_fuzz" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb="$RSS" -max_len=65536 \
     -print_final_stats=1 -artifact_prefix="$art/" "${dirs[@]}" >"$log" 2>&1 || rc=$?
   local execs cov ft corp findings
-  execs=$(grep -o 'stat::number_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  ft=$(grep -o 'ft: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  corp=$(grep -o 'corp: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  last() { grep -o "$1 [0-9]*" "$log" | awk '{print $NF}' | tail -1 || true; }
+  execs=$(last 'stat::number_of_executed_units:')
+  cov=$(last 'cov:')
+  ft=$(last 'ft:')
+  corp=$(last 'corp:')
   findings=$(find "$art" -type f | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$t" "$SECONDS_EACH" "${execs:-0}" \
     "$(( ${execs:-0} / (SECONDS_EACH > 0 ? SECONDS_EACH : 1) ))" "${cov:-?}" "${ft:-?}" "${corp:-?}" \
