@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -115,12 +116,11 @@ void check_shape(const ModelConfig& c, const std::string& dir, const TensorLocat
 
 nlohmann::json read_json(const std::string& path) {
   check_regular_file(path, "checkpoint index");
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   GLMPIPE_CHECK(in.good()) << path << ": cannot open";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   try {
-    nlohmann::json j;
-    in >> j;
-    return j;
+    return nlohmann::json::parse(text);  // strict: trailing garbage after the object is an error
   } catch (const nlohmann::json::exception& e) {
     GLMPIPE_FAIL() << path << ": invalid JSON: " << e.what();
   }

@@ -92,6 +92,16 @@ TEST_F(CheckpointErrors, ConfigMissingKeyAndWrongModelType) {
   EXPECT_CONTAINS(msg, "chatglm2");
 }
 
+// `in >> json` stops after the first value: trailing bytes were silently ignored.
+TEST_F(CheckpointErrors, TrailingGarbageInIndexJson) {
+  make(CheckpointFormat::kSafetensors, 2);
+  const std::string index = dir_ + "/model.safetensors.index.json";
+  std::ofstream(index, std::ios::app) << "} garbage";
+  std::string msg = error_of([&] { Checkpoint::open(dir_); });
+  EXPECT_CONTAINS(msg, "model.safetensors.index.json");
+  EXPECT_CONTAINS(msg, "invalid JSON");
+}
+
 TEST_F(CheckpointErrors, IndexNamesMissingShardFile) {
   make(CheckpointFormat::kSafetensors, 2);
   std::remove((dir_ + "/model-00002-of-00002.safetensors").c_str());
