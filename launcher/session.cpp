@@ -52,7 +52,11 @@ namespace {
 at::ScalarType compute_dtype(const std::string& dtype, bool cuda) {
   if (dtype == "float32") return at::kFloat;
   if (dtype == "bfloat16") return at::kBFloat16;
-  if (dtype == "float16") return cuda ? at::kHalf : at::kBFloat16;  // no fp16 matmul on CPU in libtorch 1.13
+  if (dtype == "float16" && !cuda)  // no fp16 matmul on CPU in libtorch 1.13: say so, once per rank
+    spdlog::warn("model.dtype float16 on a cpu rank: weights are kept and computed in bfloat16 (libtorch has no "
+                 "float16 matmul on CPU); logits differ from a float16 run; set dtype bfloat16 or float32 to "
+                 "choose explicitly");
+  if (dtype == "float16") return cuda ? at::kHalf : at::kBFloat16;
   GLMPIPE_FAIL() << "dtype \"" << dtype << "\" is not one of float32, bfloat16, float16";
   return at::kFloat;  // not reached: GLMPIPE_FAIL throws (the compiler cannot see it)
 }
@@ -134,6 +138,22 @@ int64_t proc_status_bytes(const char* key) {
   return 0;
 }
 
+// ranks[].max_memory at run time: the rank's resident memory (VmRSS, which counts mapped weight
+// pages too) must stay within its budget; passing it stops the start-up with the plan's numbers
+// beside the measured ones instead of running over.
+void check_budget(const StagePlan& sp, int64_t rss, int64_t start_rss, const std::string& when) {
+  const StageBytes& b = sp.bytes;
+  if (rss <= b.budget) return;
+  GLMPIPE_FAIL() << "rank " << sp.rank << " (" << sp.device << "): resident memory " << format_bytes(rss)
+                 << " passed its max_memory " << format_bytes(b.budget) << " " << when << " (measured: rss " << rss
+                 << " B, growth " << format_bytes(rss - start_rss) << " over " << format_bytes(start_rss)
+                 << " before loading; plan: weights " << format_bytes(b.weights) << ", disk_window "
+                 << format_bytes(b.disk_window) << ", kv_cache " << format_bytes(b.kv_cache) << ", activations "
+                 << format_bytes(b.activations) << ", reserve " << format_bytes(b.reserve) << ", total "
+                 << format_bytes(b.total) << " of max_memory " << format_bytes(b.budget)
+                 << "); raise ranks[" << sp.rank << "].max_memory or its reserve, or give this rank less";
+}
+
 }  // namespace
 
 std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback on_token) {
@@ -177,7 +197,11 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   RankStartup mine;
   mine.start_rss = s->start_rss_ = proc_status_bytes("VmRSS:");
   auto t0 = std::chrono::steady_clock::now();
-  s->load_shard(sp, cuda, [&report](const LoadProgress& p) { report.on_progress(p); });
+  const bool guard = !cuda;  // a cuda rank's max_memory is device memory, not this process's RSS
+  s->load_shard(sp, cuda, [&](const LoadProgress& p) {
+    report.on_progress(p);
+    if (guard) check_budget(sp, proc_status_bytes("VmRSS:"), mine.start_rss, "while loading its weights");
+  });
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   spdlog::info("stage {}: units {} (layers [{}, {})), {:.1f} MiB of weights loaded in {:.2f} s, {} threads",
                sp.rank, sp.units.size(), sp.layer_begin, sp.layer_end, s->loaded_bytes_ / 1048576.0, load_s,
@@ -191,7 +215,8 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   mine.progress.tensors_done = mine.progress.tensors_total = s->loaded_tensors_;
   mine.progress.bytes_done = mine.progress.bytes_total = s->loaded_file_bytes_;
   mine.load_us = static_cast<int64_t>(load_s * 1e6);
-  mine.peak_rss = proc_status_bytes("VmHWM:");  // weights and KV cache in place
+  mine.peak_rss = s->load_peak_rss_ = proc_status_bytes("VmHWM:");  // weights and KV cache in place
+  if (guard) check_budget(sp, mine.peak_rss, mine.start_rss, "once loaded with its KV cache (peak, VmHWM)");
   mine.loaded_bytes = s->loaded_bytes_;
   mine.threads = at::get_num_threads();
   report.finish(mine);  // rank 0: waits for every rank, prints the start-up summary
@@ -232,9 +257,13 @@ void Session::run() {
   runner_->run();
   spdlog::info("{}", runner_->stats().summary(ctx_));
   const StageBytes& b = plan_.stages.at(ctx_.rank()).bytes;
-  // One machine-readable line per rank: the per-rank memory test compares it with the plan.
-  spdlog::info("memory: peak_rss {} start_rss {} planned_weights {} planned_kv {} planned_activations {} loaded_weights {}",
-               proc_status_bytes("VmHWM:"), start_rss_, b.weights, b.kv_cache, b.activations, loaded_bytes_);
+  // One machine-readable line per rank: the per-rank memory test and bench_plan_accuracy compare it
+  // with the plan (planned_resident = weights + disk_window + kv_cache: what a rank holds once
+  // loaded; load_peak_rss = VmHWM at that point; peak_rss = VmHWM after the run).
+  spdlog::info("memory: peak_rss {} start_rss {} planned_weights {} planned_kv {} planned_activations {} loaded_weights {} "
+               "rank {} load_peak_rss {} planned_resident {} planned_disk_window {} budget {}",
+               proc_status_bytes("VmHWM:"), start_rss_, b.weights, b.kv_cache, b.activations, loaded_bytes_, ctx_.rank(),
+               load_peak_rss_, b.weights + b.disk_window + b.kv_cache, b.disk_window, b.budget);
 }
 
 Session::~Session() {

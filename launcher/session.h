@@ -72,6 +72,7 @@ class Session {
   void load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_progress);
   bool mpi_ = false;
   int64_t start_rss_ = 0;     // VmRSS before loading weights
+  int64_t load_peak_rss_ = 0; // VmHWM once loaded with the KV cache allocated
   int64_t loaded_bytes_ = 0;  // bytes of this stage's parameters
   int64_t loaded_tensors_ = 0, loaded_file_bytes_ = 0;  // tensors read, their bytes on disk
   RankContext ctx_ = RankContext::single();

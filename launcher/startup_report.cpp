@@ -193,20 +193,24 @@ std::string StartupReporter::summary(const Plan& plan, const std::vector<RankSta
   os << head
      << plan.to_table() << "\n";
   char line[256];
-  std::snprintf(line, sizeof line, "%4s %-8s %8s %8s %12s %12s %12s %12s %12s\n", "rank", "device", "load_s", "tensors",
-                "loaded", "planned", "peak_rss", "rss_growth", "threads");
+  std::snprintf(line, sizeof line, "%4s %-8s %8s %8s %12s %12s %12s %7s %12s %12s %12s %8s\n", "rank", "device", "load_s",
+                "tensors", "loaded", "planned", "rss_growth", "diff", "peak_rss", "max_memory", "activations", "threads");
   os << line;
   for (size_t r = 0; r < ranks.size() && r < plan.stages.size(); ++r) {
     const RankStartup& s = ranks[r];
     const StageBytes& b = plan.stages[r].bytes;
-    std::snprintf(line, sizeof line, "%4zu %-8s %8.3f %8lld %12s %12s %12s %12s %12lld\n", r, plan.stages[r].device.c_str(),
-                  s.load_us / 1e6, static_cast<long long>(s.progress.tensors_done), mib(s.loaded_bytes).c_str(),
-                  mib(b.weights + b.kv_cache + b.activations).c_str(), mib(s.peak_rss).c_str(),
-                  mib(s.peak_rss - s.start_rss).c_str(), static_cast<long long>(s.threads));
+    const int64_t planned = b.weights + b.disk_window + b.kv_cache, growth = s.peak_rss - s.start_rss;
+    char diff[32];
+    std::snprintf(diff, sizeof diff, "%+.1f%%", planned > 0 ? 100.0 * static_cast<double>(growth - planned) / planned : 0.0);
+    std::snprintf(line, sizeof line, "%4zu %-8s %8.3f %8lld %12s %12s %12s %7s %12s %12s %12s %8lld\n", r,
+                  plan.stages[r].device.c_str(), s.load_us / 1e6, static_cast<long long>(s.progress.tensors_done),
+                  mib(s.loaded_bytes).c_str(), mib(planned).c_str(), mib(growth).c_str(), diff, mib(s.peak_rss).c_str(),
+                  mib(b.budget).c_str(), mib(b.activations).c_str(), static_cast<long long>(s.threads));
     os << line;
   }
-  os << "(planned = weights + kv_cache + activations of the plan; peak_rss = the rank's VmHWM once loaded with its "
-        "KV cache allocated; rss_growth = peak_rss - RSS before loading)\n";
+  os << "(planned = the plan's resident bytes once loaded: weights + disk_window + kv_cache; rss_growth = the "
+        "rank's VmHWM once loaded with its KV cache allocated minus its RSS before loading; diff = rss_growth vs "
+        "planned; activations = the plan's estimate for a full-length prefill, not yet used at start-up)\n";
   return os.str();
 }
 

@@ -6,10 +6,15 @@
 //   ranks:                                                  # pipeline order, one process each
 //     - {device: cuda:0, max_memory: 14GiB}
 //     - {device: cpu, max_memory: 30GiB, threads: 16}
-//   placement: balanced          # auto | balanced | balanced_low_0 | sequential | balanced_work | {module: rank}
+//   # or accelerate's form instead of (or besides) ranks[].max_memory; without ranks: it lists them:
+//   # max_memory: {0: 14GiB, cpu: 30GiB}                     # GPU index (cuda:N) or cpu -> size
+//   placement: balanced          # auto | balanced | balanced_low_0 | sequential | balanced_work | map:
+//   # placement: {"": cpu} | {transformer: 0, lm_head: 1} | {transformer.layers.3: disk, ...}
+//   #   (accelerate's device_map: module prefix -> rank index, device of one rank, or disk)
 //   kv_cache: {max_batch: 1, max_seq_len: 2048}
 //   reserve: {gpu: 1.5GiB, cpu: 1GiB}                       # or gpu_reserve: / cpu_reserve:
-//   disk: {path: /nvme/offload}                             # enables the disk (mmap) tier
+//   disk: {path: /nvme/offload}   # enables the disk tier; path = accelerate's offload_folder (converted
+//                                 # copies of disk units whose stored dtype is not the compute dtype)
 //   generation: {max_new_tokens: 0, temperature: 0.95, top_p: 0.7, top_k: 50, ...}
 //   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, liveness_timeout_s: 60, extra_args: [...]}
 //
@@ -80,8 +85,9 @@ struct Deployment {
   ModelSpec model;
   std::vector<RankSpec> ranks;
   std::string placement = "balanced";  // auto | balanced | balanced_low_0 | sequential | balanced_work | map
-  // placement == "map": accelerate-style keys -> rank index ("0") or device ("cuda:0", "cpu"),
-  // in file order, e.g. {"transformer.layers.0-20", "0"}. Validated by make_plan.
+  // placement == "map": accelerate-style module prefixes ("" = everything) -> rank index ("0"),
+  // device ("cuda:0", "cpu") or "disk", in file order, e.g. {"transformer.layers.0-20", "0"}.
+  // Validated by make_plan (plan_map.cpp).
   std::vector<std::pair<std::string, std::string>> placement_map;
   KvCacheSpec kv_cache;
   int64_t gpu_reserve = 3 * kGiB / 2;  // CUDA context, cuBLAS workspace, allocator fragmentation

@@ -3,6 +3,7 @@
 // keys are errors too, so that a typo never silently falls back to a default.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <fstream>
 #include <initializer_list>
 #include <regex>
@@ -123,13 +124,56 @@ void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ra
     spec.device = r["device"].IsScalar() ? r["device"].as<std::string>() : "";
     if (!std::regex_match(spec.device, kDevice))
       rd.fail(at + ".device", "\"" + spec.device + "\" is not a device (allowed: cuda:N, cpu)");
-    if (!r["max_memory"]) rd.fail(at + ".max_memory", "missing (the bytes this rank may use, e.g. 14GiB)");
-    spec.max_memory = rd.size(r["max_memory"], at + ".max_memory");
-    if (spec.max_memory == 0) rd.fail(at + ".max_memory", "must be > 0");
+    if (r["max_memory"]) {  // else from the top-level accelerate-style max_memory map (0 = not given)
+      spec.max_memory = rd.size(r["max_memory"], at + ".max_memory");
+      if (spec.max_memory == 0) rd.fail(at + ".max_memory", "must be > 0");
+    }
     if (r["threads"]) spec.threads = static_cast<int>(rd.integer(r["threads"], at + ".threads", 0, limits::kMaxThreads));
     if (r["host"]) spec.host = rd.str(r["host"], at + ".host");
     if (r["reserve"]) spec.reserve = rd.size(r["reserve"], at + ".reserve");
     ranks.push_back(spec);
+  }
+}
+
+// accelerate's max_memory dict: {0: 10GiB, 1: 10GiB, cpu: 30GiB}; an integer key N is the GPU
+// cuda:N, `cpu` every cpu rank. Without `ranks:` it also lists them: the GPUs in index order, then
+// one cpu rank (accelerate's execution order). A rank's own max_memory wins over the map.
+void read_max_memory_map(const Reader& rd, const YAML::Node& n, bool have_ranks, std::vector<RankSpec>& ranks) {
+  if (!n.IsMap() || n.size() == 0)
+    rd.fail("max_memory", "must be a mapping {GPU index or cpu: size}, e.g. {0: 10GiB, 1: 10GiB, cpu: 30GiB}");
+  std::vector<std::pair<std::string, int64_t>> entries;  // device -> bytes
+  for (const auto& kv : n) {
+    const std::string key = kv.first.as<std::string>();
+    static const std::regex kGpu("[0-9]+|cuda:[0-9]+");
+    std::string device;
+    if (key == "cpu") device = "cpu";
+    else if (std::regex_match(key, kGpu)) device = key.rfind("cuda:", 0) == 0 ? key : "cuda:" + key;
+    else rd.fail("max_memory." + key, "unknown device (allowed: a GPU index 0, 1, ..., cuda:N, cpu)");
+    const int64_t v = rd.size(kv.second, "max_memory." + key);
+    if (v == 0) rd.fail("max_memory." + key, "must be > 0");
+    entries.emplace_back(device, v);
+  }
+  if (!have_ranks) {
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      if ((a.first == "cpu") != (b.first == "cpu")) return b.first == "cpu";
+      return a.first.size() != b.first.size() ? a.first.size() < b.first.size() : a.first < b.first;
+    });
+    for (const auto& [device, bytes] : entries) {
+      RankSpec r;
+      r.device = device;
+      r.max_memory = bytes;
+      ranks.push_back(r);
+    }
+    return;
+  }
+  for (const auto& [device, bytes] : entries) {
+    bool used = false;
+    for (RankSpec& r : ranks)
+      if (r.device == device) {
+        used = true;
+        if (r.max_memory == 0) r.max_memory = bytes;
+      }
+    if (!used) rd.fail("max_memory." + (device == "cpu" ? device : device.substr(5)), "no rank has device " + device);
   }
 }
 
@@ -140,12 +184,12 @@ void read_placement(const Reader& rd, const YAML::Node& n, Deployment& d) {
   }
   if (!n.IsMap() || n.size() == 0)
     rd.fail("placement", "must be one of auto, balanced, balanced_low_0, sequential, balanced_work, or a mapping "
-                         "{module: rank index or device}");
+                         "{module prefix: rank index, device or disk} (accelerate's device_map)");
   d.placement = "map";
   for (const auto& kv : n) {
-    std::string key = kv.first.as<std::string>();
+    std::string key = kv.first.IsNull() ? std::string() : kv.first.as<std::string>();
     if (!kv.second.IsScalar())
-      rd.fail("placement." + key, "must be a rank index (0, 1, ...) or a device (cuda:N, cpu)");
+      rd.fail("placement." + key, "must be a rank index (0, 1, ...), a device (cuda:N, cpu) or disk");
     d.placement_map.emplace_back(key, kv.second.as<std::string>());
   }
 }
@@ -183,12 +227,19 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
 }
 
 void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
-  rd.only_keys(root, "", {"model", "ranks", "placement", "kv_cache", "reserve",
-                                     "gpu_reserve", "cpu_reserve", "disk", "generation", "mpi"});
+  rd.only_keys(root, "", {"model", "ranks", "placement", "kv_cache", "reserve", "gpu_reserve", "cpu_reserve",
+                          "disk", "generation", "mpi", "max_memory"});
   if (!root["model"]) rd.fail("model", "missing (e.g. model: {path: /models/chatglm-6b, dtype: float16})");
   read_model(rd, root["model"], d.model);
-  if (!root["ranks"]) rd.fail("ranks", "missing (e.g. ranks: [{device: cuda:0, max_memory: 14GiB}])");
-  read_ranks(rd, root["ranks"], d.ranks);
+  if (!root["ranks"] && !root["max_memory"])
+    rd.fail("ranks", "missing (e.g. ranks: [{device: cuda:0, max_memory: 14GiB}], or accelerate's "
+                     "max_memory: {0: 14GiB, cpu: 30GiB})");
+  if (root["ranks"]) read_ranks(rd, root["ranks"], d.ranks);
+  if (root["max_memory"]) read_max_memory_map(rd, root["max_memory"], bool(root["ranks"]), d.ranks);
+  for (size_t i = 0; i < d.ranks.size(); ++i)
+    if (d.ranks[i].max_memory == 0)
+      rd.fail("ranks[" + std::to_string(i) + "].max_memory",
+              "missing (the bytes this rank may use, e.g. 14GiB; or a top-level max_memory: {GPU index or cpu: size})");
   if (root["placement"]) read_placement(rd, root["placement"], d);
   if (const YAML::Node kv = root["kv_cache"]) {
     rd.only_keys(kv, "kv_cache", {"max_batch", "max_seq_len"});

@@ -66,23 +66,33 @@ int64_t CostModel::weights(int a, int b) const {
 }
 
 StageBytes CostModel::stage_bytes(int rank, int a, int b, bool disk) const {
+  return stage_bytes(rank, a, b, std::vector<char>(static_cast<size_t>(num_units()), disk ? 1 : 0));
+}
+
+StageBytes CostModel::stage_bytes(int rank, int a, int b, const std::vector<char>& disk) const {
   const int L = meta_.num_layers();
   const int blocks = std::max(0, std::min(b, L + 1) - std::max(a, 1));
   StageBytes s;
-  const int64_t w = weights(a, b);
-  s.weights = disk ? 0 : w;
-  s.mmapped = disk ? w : 0;
+  for (int u = a; u < b; ++u) {
+    const int64_t w = unit_weight_[static_cast<size_t>(u)];
+    (disk[static_cast<size_t>(u)] ? s.mmapped : s.weights) += w;
+    if (disk[static_cast<size_t>(u)]) s.disk_window = std::max(s.disk_window, w);
+  }
+  // A tied head on the stage that holds the embedding uses that matrix: count it once, where the
+  // embedding lives (resident or on disk).
+  if (meta_.lm_head_tied && a == 0 && b == num_units())
+    (disk[0] ? s.mmapped : s.weights) -= meta_.lm_head().weight_bytes;
   s.kv_cache = kv_cache_bytes(meta_, dep_, blocks);
   s.activations = activation_bytes(meta_, dep_, blocks > 0, b == num_units());
   s.reserve = dep_.reserve_of(static_cast<size_t>(rank));
-  s.total = sat_add(sat_add(s.weights, s.kv_cache), sat_add(s.activations, s.reserve));
+  s.total = sat_add(sat_add(sat_add(s.weights, s.disk_window), s.kv_cache), sat_add(s.activations, s.reserve));
   s.budget = dep_.ranks[static_cast<size_t>(rank)].max_memory;
   s.headroom = s.budget - s.total;
   s.work = work(a, b);
   return s;
 }
 
-StagePlan CostModel::stage(int rank, int a, int b, bool disk) const {
+StagePlan CostModel::stage(int rank, int a, int b, const std::vector<char>& disk) const {
   const int L = meta_.num_layers();
   const RankSpec& spec = dep_.ranks[static_cast<size_t>(rank)];
   StagePlan st;
@@ -95,18 +105,30 @@ StagePlan CostModel::stage(int rank, int a, int b, bool disk) const {
   st.has_head = b == num_units();
   st.layer_begin = std::clamp(a - 1, 0, L);
   st.layer_end = std::clamp(b - 1, 0, L);
-  st.disk_offload = disk;
-  if (st.has_embedding) st.units.push_back(meta_.embedding().name);
-  for (int i = st.layer_begin; i < st.layer_end; ++i) st.units.push_back(meta_.layer(i).name);
+  auto add = [&](int u, const std::string& name) {
+    st.units.push_back(name);
+    if (disk[static_cast<size_t>(u)]) st.disk_units.push_back(name);
+  };
+  if (st.has_embedding) add(0, meta_.embedding().name);
+  for (int i = st.layer_begin; i < st.layer_end; ++i) add(i + 1, meta_.layer(i).name);
   if (st.has_head) {
-    st.units.push_back(meta_.final_layernorm().name);
-    st.units.push_back(meta_.lm_head().name);
+    st.units.push_back(meta_.final_layernorm().name);  // norms stay resident, also on a disk stage
+    add(L + 1, meta_.lm_head().name);
   }
+  st.disk_offload = !st.disk_units.empty();
   st.bytes = stage_bytes(rank, a, b, disk);
   return st;
 }
 
-Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, int disk_rank) {
+std::vector<char> disk_mask(const std::vector<int>& bounds, int num_units, int disk_rank) {
+  std::vector<char> disk(static_cast<size_t>(num_units), 0);
+  if (disk_rank >= 0)
+    for (int u = bounds[static_cast<size_t>(disk_rank)]; u < bounds[static_cast<size_t>(disk_rank) + 1]; ++u)
+      disk[static_cast<size_t>(u)] = 1;
+  return disk;
+}
+
+Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, const std::vector<char>& disk) {
   Plan p;
   const Deployment& dep = cm.dep();
   p.max_batch = dep.kv_cache.max_batch;
@@ -116,8 +138,7 @@ Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, int disk
   p.strategy = dep.placement;
   p.model_source = cm.meta().source;
   for (int r = 0; r < cm.num_ranks(); ++r)
-    p.stages.push_back(cm.stage(r, bounds[static_cast<size_t>(r)], bounds[static_cast<size_t>(r) + 1],
-                                r == disk_rank));
+    p.stages.push_back(cm.stage(r, bounds[static_cast<size_t>(r)], bounds[static_cast<size_t>(r) + 1], disk));
   return p;
 }
 
@@ -300,17 +321,16 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
   Attempt at;
   std::vector<int> bounds;
   if (dep.placement == "map") {
-    bounds = detail::map_boundaries(meta, dep);
+    detail::MapPlacement mp = detail::map_boundaries(meta, dep);
     std::ostringstream os;
-    int disk_rank = -1;
     for (int r = 0; r < cm.num_ranks(); ++r) {
-      const int a = bounds[static_cast<size_t>(r)], b = bounds[static_cast<size_t>(r) + 1];
-      if (cm.fits(r, a, b, false)) continue;
-      if (r == disk_cpu && cm.fits(r, a, b, true)) {
-        disk_rank = r;
+      const int a = mp.bounds[static_cast<size_t>(r)], b = mp.bounds[static_cast<size_t>(r) + 1];
+      if (cm.fits(r, a, b, mp.disk)) continue;
+      if (r == disk_cpu && cm.fits(r, a, b, true)) {  // the disk tier takes the whole cpu stage
+        for (int u = a; u < b; ++u) mp.disk[static_cast<size_t>(u)] = 1;
         continue;
       }
-      StageBytes s = cm.stage_bytes(r, a, b, r == disk_cpu);
+      StageBytes s = cm.stage_bytes(r, a, b, mp.disk);
       os << " rank " << r << " (" << dep.ranks[static_cast<size_t>(r)].device << ") needs "
          << format_bytes(s.total) << " (weights " << format_bytes(s.weights) << ", kv_cache "
          << format_bytes(s.kv_cache) << ", activations " << format_bytes(s.activations) << ", reserve "
@@ -319,7 +339,7 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
     }
     at.why = os.str().empty() ? "" : "the placement map overfills" + os.str();
     at.ok = at.why.empty();
-    if (at.ok) at.plan = detail::assemble_plan(cm, bounds, disk_rank);
+    if (at.ok) at.plan = detail::assemble_plan(cm, mp.bounds, mp.disk);
     return at;
   }
   GLMPIPE_CHECK(dep.placement == "auto" || dep.placement == "balanced" || dep.placement == "balanced_low_0" ||
@@ -332,7 +352,7 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
       at.ok = sequential(cm, disk_rank, bounds);
     else
       at.ok = optimize(cm, strategy_objective(cm, disk_rank), bounds);
-    if (at.ok) at.plan = detail::assemble_plan(cm, bounds, disk_rank);
+    if (at.ok) at.plan = detail::assemble_plan(cm, bounds, detail::disk_mask(bounds, cm.num_units(), disk_rank));
     else if (at.why.empty()) at.why = shortfall(cm);
   }
   return at;

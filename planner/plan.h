@@ -9,8 +9,10 @@
 // Per-stage memory, all in bytes (B = kv_cache.max_batch, S = kv_cache.max_seq_len, e = bytes of the
 // compute dtype, H = hidden, I = inner_hidden, n = heads, V = vocab):
 //   weights     = sum of the stage's unit bytes (ModelMetadata); a tied lm_head on the stage that also
-//                 holds the embedding counts once; a disk-offloaded stage counts 0 (mmapped, reported
-//                 as `mmapped`, the page cache holds what it can)
+//                 holds the embedding counts once; units on disk count 0 (mmapped, reported as
+//                 `mmapped`/`disk`, the page cache holds what it can)
+//   disk_window = the largest unit on disk: its pages are mapped into the rank while it computes and
+//                 released after each use (a tied head on disk reads the whole embedding matrix)
 //   kv_cache    = blocks * 2 * B * S * H * e
 //   activations = an estimate of the working set of one full-length prefill without chunking:
 //                 2*B*S*H*e (received + sent hidden states)
@@ -18,7 +20,7 @@
 //                                   + B*n*S*S*4   (one block's fp32 attention scores)
 //               + if it has the head: B*V*4 (fp32 logits of the last position)
 //   reserve     = the rank's reserve (gpu_reserve for cuda ranks, cpu_reserve for cpu)
-//   total       = weights + kv_cache + activations + reserve  <=  budget = ranks[i].max_memory
+//   total       = weights + disk_window + kv_cache + activations + reserve  <=  budget = ranks[i].max_memory
 //
 // Strategies (Deployment::placement, accelerate's device_map names):
 //   balanced       minimise the largest total/budget over the stages (stages proportional to what
@@ -38,7 +40,9 @@
 //                  the slowest; this one evens the time per step on ranks of equal speed (it does not
 //                  know device speeds: for mixed GPU/CPU ranks use auto or a map). KV-cache reads
 //                  (which grow with the context) are not counted.
-//   map            explicit accelerate-style map (see make_plan's validation errors)
+//   map            explicit accelerate-style map: keys are module prefixes resolved as accelerate
+//                  does (longest prefix wins), values a rank index, a device of one rank or `disk`
+//                  (the unit goes to the last cpu rank, weights on disk); see plan_map.cpp
 // Disk tier: when no plan fits and `disk` is set, the last CPU rank is disk-offloaded (its weights
 // mmapped, not resident) and the other ranks first take as many weight bytes as they can.
 // Infeasible: glmpipe::Error naming the device that is short, by how many bytes, and what would
@@ -57,10 +61,12 @@ namespace glmpipe {
 struct StageBytes {
   int64_t weights = 0;      // resident weight bytes
   int64_t mmapped = 0;      // weight bytes left on disk (disk tier), not in `total`
+  int64_t disk_window = 0;  // the largest disk unit: its pages are resident while it computes
+                            // (released after each use), counted in `total`
   int64_t kv_cache = 0;
   int64_t activations = 0;
   int64_t reserve = 0;
-  int64_t total = 0;        // weights + kv_cache + activations + reserve
+  int64_t total = 0;        // weights + disk_window + kv_cache + activations + reserve
   int64_t budget = 0;       // the rank's max_memory
   int64_t headroom = 0;     // budget - total (>= 0 in a returned plan)
   int64_t work = 0;         // bytes read per decode step (see balanced_work), not in `total`
@@ -74,11 +80,17 @@ struct StagePlan {
   bool has_embedding = false;
   int layer_begin = 0, layer_end = 0;  // global block ids [begin, end)
   bool has_head = false;               // final_layernorm + lm_head
-  bool disk_offload = false;
+  bool disk_offload = false;           // some units of this stage are served from disk
   int num_stages = 1;
   std::vector<std::string> units;      // unit names in order (accelerate's hf_device_map keys)
+  std::vector<std::string> disk_units; // the units of `units` on disk (mmapped, computed on this cpu rank)
   StageBytes bytes;
 
+  bool on_disk(const std::string& unit) const {
+    for (const std::string& u : disk_units)
+      if (u == unit) return true;
+    return false;
+  }
   bool is_first() const { return rank == 0; }
   bool is_last() const { return rank == num_stages - 1; }
   int num_layers() const { return layer_end - layer_begin; }
@@ -94,9 +106,12 @@ struct Plan {
   std::string to_table() const;
   // {"strategy", "dtype", "quantization", "max_batch", "max_seq_len", "model_source",
   //  "stages": [{"rank", "device", "host", "threads", "has_embedding", "layer_begin", "layer_end",
-  //              "has_head", "disk_offload", "units": [...], "bytes": {weights, mmapped, kv_cache,
-  //              activations, reserve, total, budget, headroom, work}}], "device_map": {unit: rank}}
+  //              "has_head", "disk_offload", "units": [...], "disk_units": [...], "disk": bytes,
+  //              "bytes": {weights, mmapped, disk, kv_cache, activations, reserve, total, budget,
+  //              headroom, work}}], "device_map": {unit: rank}}   (disk == mmapped: weight bytes on disk)
   std::string to_json() const;
+  // accelerate's `model.hf_device_map` shape: {unit: GPU index (int) | "cpu" | "disk"}, in unit order.
+  std::string to_hf_device_map() const;
 };
 
 Plan make_plan(const ModelMetadata& meta, const Deployment& dep);

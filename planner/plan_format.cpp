@@ -19,7 +19,7 @@ std::string Plan::to_table() const {
   for (const StagePlan& s : stages)
     for (const std::string& u : s.units) {
       std::snprintf(line, sizeof line, "%-32s %5d  %s%s\n", u.c_str(), s.rank, s.device.c_str(),
-                    s.disk_offload ? " (disk, mmapped)" : "");
+                    s.on_disk(u) ? " (disk, mmapped)" : "");
       os << line;
     }
   os << "\n";
@@ -80,8 +80,10 @@ std::string Plan::to_json() const {
     st["has_head"] = s.has_head;
     st["disk_offload"] = s.disk_offload;
     st["units"] = s.units;
+    st["disk_units"] = s.disk_units;
     const StageBytes& b = s.bytes;
-    st["bytes"] = {{"weights", b.weights},   {"mmapped", b.mmapped}, {"kv_cache", b.kv_cache},
+    st["disk"] = b.mmapped;
+    st["bytes"] = {{"weights", b.weights},   {"mmapped", b.mmapped}, {"disk", b.mmapped}, {"disk_window", b.disk_window}, {"kv_cache", b.kv_cache},
                    {"activations", b.activations}, {"reserve", b.reserve}, {"total", b.total},
                    {"budget", b.budget},     {"headroom", b.headroom}, {"work", b.work}};
     arr.push_back(st);
@@ -90,6 +92,21 @@ std::string Plan::to_json() const {
   j["stages"] = arr;
   j["device_map"] = device_map;
   return j.dump(2);
+}
+
+// Spelled like Python's json.dumps(model.hf_device_map) (", " and ": " separators), so that the
+// two can be compared as text.
+std::string Plan::to_hf_device_map() const {
+  std::string out = "{";
+  for (const StagePlan& s : stages)
+    for (const std::string& u : s.units) {
+      nlohmann::json v;
+      if (s.on_disk(u)) v = "disk";
+      else if (s.device.rfind("cuda:", 0) == 0) v = std::stoi(s.device.substr(5));
+      else v = s.device;
+      out += (out.size() > 1 ? ", " : "") + nlohmann::json(u).dump() + ": " + v.dump();
+    }
+  return out + "}";
 }
 
 }  // namespace glmpipe

@@ -23,12 +23,18 @@ class CostModel {
   int64_t total_work() const { return work_prefix_.back(); }
   // Full accounting of [a, b) on `rank`; `disk` = weights mmapped instead of resident.
   StageBytes stage_bytes(int rank, int a, int b, bool disk) const;
+  // The same with a disk flag per placement unit (`disk[u]`, size num_units()).
+  StageBytes stage_bytes(int rank, int a, int b, const std::vector<char>& disk) const;
   bool fits(int rank, int a, int b, bool disk) const {
     StageBytes s = stage_bytes(rank, a, b, disk);
     return s.total <= s.budget;
   }
-  // StagePlan for [a, b) on `rank` (units, layer range, bytes).
-  StagePlan stage(int rank, int a, int b, bool disk) const;
+  bool fits(int rank, int a, int b, const std::vector<char>& disk) const {
+    StageBytes s = stage_bytes(rank, a, b, disk);
+    return s.total <= s.budget;
+  }
+  // StagePlan for [a, b) on `rank` (units, layer range, bytes, units on disk).
+  StagePlan stage(int rank, int a, int b, const std::vector<char>& disk) const;
   const ModelMetadata& meta() const { return meta_; }
   const Deployment& dep() const { return dep_; }
 
@@ -40,10 +46,17 @@ class CostModel {
   std::vector<int64_t> work_prefix_;  // prefix sums of unit_work_bytes
 };
 
-// Unit boundaries (size ranks + 1, 0 .. N) -> Plan.
-Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, int disk_rank);
+// Unit boundaries (size ranks + 1, 0 .. N) and disk flags per unit (size N) -> Plan.
+Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, const std::vector<char>& disk);
+// Every unit of `disk_rank`'s stage on disk, none elsewhere (-1: none).
+std::vector<char> disk_mask(const std::vector<int>& bounds, int num_units, int disk_rank);
 
-// Explicit map: validated boundaries (throws glmpipe::Error naming file and key on a bad map).
-std::vector<int> map_boundaries(const ModelMetadata& meta, const Deployment& dep);
+// Explicit map: validated boundaries and the units mapped to `disk` (throws glmpipe::Error naming
+// file and key on a bad map).
+struct MapPlacement {
+  std::vector<int> bounds;  // ranks + 1 entries
+  std::vector<char> disk;   // per placement unit
+};
+MapPlacement map_boundaries(const ModelMetadata& meta, const Deployment& dep);
 
 }  // namespace glmpipe::detail

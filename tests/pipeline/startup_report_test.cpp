@@ -20,12 +20,13 @@ namespace {
 constexpr int kLayers = 6;
 
 struct Row {
-  double load_s = 0, loaded_mib = 0, planned_mib = 0, peak_mib = 0, growth_mib = 0;
+  double load_s = 0, loaded_mib = 0, planned_mib = 0, peak_mib = 0, growth_mib = 0, diff_pct = 0, budget_mib = 0,
+         act_mib = 0;
   int64_t tensors = 0, threads = 0;
 };
 
 struct MemoryLine {
-  int64_t peak = 0, weights = 0, kv = 0, act = 0, loaded = 0;
+  int64_t peak = 0, weights = 0, kv = 0, act = 0, loaded = 0, load_peak = 0, start = 0, resident = 0, budget = 0;
 };
 
 class StartupReport : public ::testing::Test {
@@ -53,26 +54,51 @@ class StartupReport : public ::testing::Test {
   std::string dir_;
 };
 
-// The per-rank rows of the summary: rank device load_s tensors loaded planned peak_rss rss_growth threads.
+// The per-rank rows of the summary: rank device load_s tensors loaded planned rss_growth diff peak_rss
+// max_memory activations threads.
 std::map<int, Row> summary_rows(const std::string& summary) {
   std::map<int, Row> rows;
-  std::regex row(R"(\s*(\d+) cpu\s+([\d.]+)\s+(\d+)\s+([\d.]+) MiB\s+([\d.]+) MiB\s+([\d.]+) MiB\s+(-?[\d.]+) MiB\s+(\d+))");
+  std::regex row(R"(\s*(\d+) cpu\s+([\d.]+)\s+(\d+)\s+([\d.]+) MiB\s+([\d.]+) MiB\s+(-?[\d.]+) MiB\s+([+-][\d.]+)%\s+)"
+                 R"(([\d.]+) MiB\s+([\d.]+) MiB\s+([\d.]+) MiB\s+(\d+))");
   std::istringstream in(summary);
   std::string line;
   std::smatch m;
   while (std::getline(in, line))
-    if (std::regex_match(line, m, row))
-      rows[std::stoi(m[1])] = Row{std::stod(m[2]), std::stod(m[4]), std::stod(m[5]), std::stod(m[6]), std::stod(m[7]),
-                                  std::stoll(m[3]), std::stoll(m[8])};
+    if (std::regex_match(line, m, row)) {
+      Row r;
+      r.load_s = std::stod(m[2]);
+      r.tensors = std::stoll(m[3]);
+      r.loaded_mib = std::stod(m[4]);
+      r.planned_mib = std::stod(m[5]);
+      r.growth_mib = std::stod(m[6]);
+      r.diff_pct = std::stod(m[7]);
+      r.peak_mib = std::stod(m[8]);
+      r.budget_mib = std::stod(m[9]);
+      r.act_mib = std::stod(m[10]);
+      r.threads = std::stoll(m[11]);
+      rows[std::stoi(m[1])] = r;
+    }
   return rows;
 }
 
 std::map<int, MemoryLine> memory_lines(const std::string& log) {
   std::map<int, MemoryLine> out;
-  std::regex line(R"(\[r(\d)/3 s\d\] \[info\] memory: peak_rss (\d+) start_rss \d+ planned_weights (\d+) planned_kv (\d+) planned_activations (\d+) loaded_weights (\d+))");
+  std::regex line(R"(\[r(\d)/3 s\d\] \[info\] memory: peak_rss (\d+) start_rss (\d+) planned_weights (\d+) planned_kv (\d+) )"
+                  R"(planned_activations (\d+) loaded_weights (\d+) rank \d+ load_peak_rss (\d+) planned_resident (\d+) )"
+                  R"(planned_disk_window \d+ budget (\d+))");
   for (auto it = std::sregex_iterator(log.begin(), log.end(), line); it != std::sregex_iterator(); ++it) {
     const auto& m = *it;
-    out[std::stoi(m[1])] = MemoryLine{std::stoll(m[2]), std::stoll(m[3]), std::stoll(m[4]), std::stoll(m[5]), std::stoll(m[6])};
+    MemoryLine l;
+    l.peak = std::stoll(m[2]);
+    l.start = std::stoll(m[3]);
+    l.weights = std::stoll(m[4]);
+    l.kv = std::stoll(m[5]);
+    l.act = std::stoll(m[6]);
+    l.loaded = std::stoll(m[7]);
+    l.load_peak = std::stoll(m[8]);
+    l.resident = std::stoll(m[9]);
+    l.budget = std::stoll(m[10]);
+    out[std::stoi(m[1])] = l;
   }
   return out;
 }
@@ -109,10 +135,16 @@ TEST_F(StartupReport, SummaryListsEveryRankWithPlannedAndMeasuredMemory) {
     EXPECT_EQ(row.threads, 1);
     // Each number came from that rank: same as what it logs about itself (to the 0.1 MiB printed).
     EXPECT_NEAR(row.loaded_mib, mib(m.loaded), 0.051);
-    EXPECT_NEAR(row.planned_mib, mib(m.weights + m.kv + m.act), 0.051);
+    EXPECT_NEAR(row.planned_mib, mib(m.resident), 0.051);
+    EXPECT_EQ(m.resident, m.weights + m.kv);  // no disk units here
+    EXPECT_NEAR(row.act_mib, mib(m.act), 0.051);
+    EXPECT_NEAR(row.budget_mib, mib(m.budget), 0.051);
+    EXPECT_EQ(m.budget, int64_t{1} << 30);
     EXPECT_GT(row.peak_mib, 0.0);
+    EXPECT_NEAR(row.peak_mib, mib(m.load_peak), 0.051);
     EXPECT_LE(row.peak_mib, mib(m.peak) + 0.051) << "start-up peak above the peak at exit";
-    EXPECT_GE(row.growth_mib, 0.0);
+    EXPECT_NEAR(row.growth_mib, mib(m.load_peak - m.start), 0.051);
+    EXPECT_NEAR(row.diff_pct, 100.0 * (m.load_peak - m.start - m.resident) / m.resident, 0.051);
   }
   // Every tensor the shards need was read once: embedding + 12 per block + final LayerNorm (2) + a
   // separate lm_head on the last rank (which does not hold the embedding in this plan).
