@@ -235,6 +235,18 @@ std::string LivenessMonitor::silent_peers(Duration older_than) const {
   return out;
 }
 
+std::string LivenessMonitor::peer_report() const {
+  std::string out;
+  for (int r = 0; r < static_cast<int>(peers_.size()); ++r) {
+    if (r == ctx_.rank() || peers_[r]->gone) continue;
+    const Peer& p = *peers_[r];
+    std::string s = rank_name(r) + ": " + activity_name(static_cast<Activity>(p.last_act.load()));
+    if (p.last_step.load() >= 0) s += " micro-batch " + std::to_string(p.last_step.load());
+    out += (out.empty() ? "" : "; ") + s + ", heard " + fmt_s(silence_s(r)) + " ago";
+  }
+  return out;
+}
+
 bool LivenessMonitor::all_heard_within(Duration within) const { return silent_peers(within).empty(); }
 
 }  // namespace glmpipe

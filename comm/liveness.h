@@ -79,6 +79,10 @@ class LivenessMonitor {
   // "rank 1 (stage 1) silent for 2.9 s (it last reported: computing micro-batch 17)" for every peer
   // silent for longer than `older_than`, joined by "; " ("" when none).
   std::string silent_peers(Duration older_than) const;
+  // What every other rank last reported: "rank 1 (stage 1): computing micro-batch 17, heard 0.2 s
+  // ago; rank 2 (stage 2): idle, waiting for work, heard 0.1 s ago" (names a rank stuck in compute
+  // while its heartbeat thread still runs).
+  std::string peer_report() const;
   // True when every peer that has not said goodbye was heard from within `within`.
   bool all_heard_within(Duration within) const;
   // This rank's current activity in words: "kTokens reply to micro-batch 17 from rank 2 (stage 2)".

@@ -26,10 +26,17 @@ Received wait_idle(PendingRecv& rx) {
 
 // Failure-injection hooks for the failure tests: GLMPIPE_FAULT="RANK:STEP" makes that rank throw
 // when it starts micro-batch STEP (an ordinary error mid-generation); GLMPIPE_SLOW_STEP_MS=N makes
-// every micro-batch take N ms longer (a slow model, so that server tests have requests in flight).
+// every micro-batch take N ms longer (a slow model, so that server tests have requests in flight);
+// GLMPIPE_HANG="RANK:STEP" makes that rank hang inside micro-batch STEP (a GPU hang: the process
+// and its heartbeats stay alive, the pipeline stops).
 void StageRunner::maybe_inject_fault(int64_t step) const {
   static const int slow_ms = std::getenv("GLMPIPE_SLOW_STEP_MS") ? std::atoi(std::getenv("GLMPIPE_SLOW_STEP_MS")) : 0;
   if (slow_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(slow_ms));
+  static const char* hang = std::getenv("GLMPIPE_HANG");
+  int hang_rank = -1;
+  long long hang_step = -1;
+  if (hang && std::sscanf(hang, "%d:%lld", &hang_rank, &hang_step) == 2 && hang_rank == ctx_.rank() && hang_step == step)
+    while (true) std::this_thread::sleep_for(std::chrono::seconds(1));  // until the job is torn down
   static const char* spec = std::getenv("GLMPIPE_FAULT");
   if (!spec) return;
   int rank = -1;
@@ -153,9 +160,10 @@ void StageRunner::wait_reply(PendingRecv& rx, Clock::time_point since) {
                      << scheduler_->in_flight() << " micro-batch(es) in flight (bound "
                      << std::chrono::duration<double>(opts_.liveness_timeout).count()
                      << " s: mpi.liveness_timeout_s / --liveness-timeout); "
-                     << (silent.empty() ? "every rank still answers heartbeats: a stage is stuck, or one step takes "
-                                          "longer than the bound"
-                                        : silent);
+                     << (!silent.empty() ? silent
+                         : liveness_ ? "every rank still answers heartbeats (a stage is stuck in compute, or one step "
+                                       "takes longer than the bound); they last reported: " + liveness_->peer_report()
+                                     : std::string("no heartbeats to tell which stage is stuck"));
     }
     std::this_thread::sleep_for(std::chrono::microseconds(20));
   }

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include <signal.h>
@@ -186,10 +187,26 @@ TEST_P(PipelineFailure, StoppedMiddleRankEndsEveryProcessWithinBoundPlus10s) {
   if (!ended || alive(pid)) kill(pid, SIGKILL);  // never leave a stopped rank behind
   ASSERT_TRUE(ended) << "processes still running " << bound + 30 << " s after SIGSTOP:\n" << test::read_file(log());
   EXPECT_LT(s, bound + 10);
+  std::cout << "[ measure  ] job exited " << s << " s after SIGSTOP of rank 1 (bound " << bound << " s)" << std::endl;
   EXPECT_NE(code, 0);
   const std::string text = test::read_file(log());
   EXPECT_NE(text.find("rank 1 (stage 1) silent for"), std::string::npos) << "the stalled rank is not named:\n" << text;
   expect_no_survivor(t0, bound + 10);
+}
+
+// A rank that hangs inside a micro-batch while its process (and heartbeats) stay alive, as with a
+// GPU hang: the first stage's bounded wait for tokens ends the job and names the rank computing.
+TEST_P(PipelineFailure, RankHungInComputeEndsTheJobNamingIt) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = test::run_command("GLMPIPE_HANG=1:4 timeout 60 " + test::glmpipe_bin() + " generate --config " + configs_[1] +
+                             " --model " + model_ + " --ids 11,42,7,296,297 --max-new-tokens 50 --greedy --print-ids"
+                             " --liveness-timeout 3");
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.exit_code, 124) << "timed out: the hang was not detected";
+  EXPECT_NE(r.err.find("no kTokens reply from rank 2 (stage 2)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("rank 1 (stage 1): computing micro-batch 4"), std::string::npos) << r.err;
+  EXPECT_LT(s, 30.0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Safetensors, PipelineFailure, ::testing::Values("safetensors"));

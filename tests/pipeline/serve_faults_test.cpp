@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <vector>
 
@@ -104,6 +105,7 @@ TEST_F(ServeDefence, ClientsHangingUpOnNonStreamedRequestsAreCancelled) {
   const double s = seconds_since(t0);
   expect_answer(h);
   EXPECT_LT(s, 5.0) << server_->log();
+  std::cout << "[ measure  ] new request answered " << s << " s after 24 clients hung up" << std::endl;
   EXPECT_GE(count_of(server_->log(), "client went away before") - before, 2u) << server_->log();
   EXPECT_TRUE(settle(5)) << "slots still generating after their clients left:\n" << server_->log();
 }
@@ -172,6 +174,8 @@ TEST_F(ServeDefence, SlowlorisConnectionsDoNotDelayARealClient) {
   EXPECT_EQ(models.code, 200);
   expect_answer(answer);
   EXPECT_LT(s, 5.0) << server_->log();
+  std::cout << "[ measure  ] real client served in " << s << " s beside 40 slowloris connections (" << cut.load()
+            << " of them closed by the server)" << std::endl;
   EXPECT_GT(cut.load(), 0) << "the server closed no slow connection";
 }
 
@@ -204,7 +208,7 @@ TEST(ServePipeline, IdleStaysUpStoppedMiddleRankEndsTheServer) {
   std::system(("mkdir -p " + dir + "/pids").c_str());
   // --liveness-timeout overrides the YAML's 30 s.
   ServerProc server(dir, "--config " + dir + "/three.yaml --model " + model + " --liveness-timeout 3",
-                    "GLMPIPE_PID_DIR=" + dir + "/pids");
+                    "GLMPIPE_PID_DIR=" + dir + "/pids GLMPIPE_SLOW_STEP_MS=20");  // the stream below is still running
   ASSERT_TRUE(server.wait_healthy(90)) << server.log();
   expect_answer(server.post(chat(R"(, "max_tokens": 5)")));
   std::this_thread::sleep_for(std::chrono::duration<double>(2.5 * bound));  // idle, no request at all
@@ -214,7 +218,7 @@ TEST(ServePipeline, IdleStaysUpStoppedMiddleRankEndsTheServer) {
   int ranks[3] = {0, 0, 0};
   for (int r = 0; r < 3; ++r) std::ifstream(dir + "/pids/rank" + std::to_string(r) + ".pid") >> ranks[r];
   ASSERT_GT(ranks[1], 0);
-  // A long stream in flight while rank 1 stops.
+  // A long stream in flight while rank 1 stops (200 tokens at >= 20 ms each).
   const std::string f = dir + "/long";
   std::ofstream(f + ".json") << chat(R"(, "stream": true, "max_tokens": 200)");
   std::system(("curl -sN --max-time 60 -H 'Content-Type: application/json' --data-binary @" + f + ".json " +
@@ -227,6 +231,7 @@ TEST(ServePipeline, IdleStaysUpStoppedMiddleRankEndsTheServer) {
   if (!ended || !process_gone(ranks[1], 0.1)) kill(ranks[1], SIGKILL);  // never leave a stopped rank behind
   ASSERT_TRUE(ended) << "server still running " << bound + 30 << " s after SIGSTOP:\n" << server.log();
   EXPECT_LT(s, bound + 10) << server.log();
+  std::cout << "[ measure  ] serve exited " << s << " s after SIGSTOP of rank 1 (bound " << bound << " s)" << std::endl;
   EXPECT_NE(server.exit_code(), 0) << server.log();
   EXPECT_NE(server.log().find("rank 1 (stage 1) silent for"), std::string::npos) << "the stalled rank is not named:\n"
                                                                                 << server.log();
