@@ -149,7 +149,9 @@ CommandRegistrar reg("serve", "OpenAI-compatible HTTP server (chat completions, 
   sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
   sub.add_option("--health-timeout", o->server.health_timeout_s, "seconds the /health probe may take (default 5)");
   sub.add_option("--drain-seconds", o->server.drain_s, "on SIGTERM, wait this long for in-flight requests (default 3)");
-  sub.add_option("--http-threads", o->server.threads, "HTTP worker threads (default 16)")->check(CLI::Range(1, 4096));
+  sub.add_option("--http-threads", o->server.threads,
+                 "HTTP worker threads, also the connection cap (default: KV slots + --max-queue + 4, at least 16)")
+      ->check(CLI::Range(0, 4096));
   sub.add_option("--max-queue", o->server.max_queue,
                  "completions that may wait for a KV slot; more get 429 + Retry-After (default 16)")
       ->check(CLI::Range(0, 1 << 20));

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <ctime>
@@ -57,6 +58,7 @@ struct Completion {
   std::string id;
   std::shared_ptr<RequestRouter::Stream> stream;
   Clock::time_point start = Clock::now(), last_token;
+  Clock::time_point gone_checked = Clock::now();  // when the client was last checked for a hang-up
   int64_t prompt_tokens = 0, completion_tokens = 0;
   std::vector<int> text_ids;  // generated ids that are text (not the final eos)
   bool counted = false;       // holds one of the outstanding-completion places
@@ -84,9 +86,15 @@ struct ChatServer::Impl {
 
   Impl(Scheduler& s, RequestRouter& r, ServerMetrics& m, ChatGLMTokenizer t, const ModelConfig& c, ServerOptions o,
        std::function<MetricsSnapshot()> snap)
-      : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(std::move(o)), snapshot(std::move(snap)),
+      : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(resolve(std::move(o))), snapshot(std::move(snap)),
         guard(ConnectionGuardOptions{std::chrono::milliseconds(static_cast<int64_t>(opt.read_timeout_s * 1000)),
                                      opt.threads, std::chrono::milliseconds(200)}) {}
+
+  // threads 0 → enough for every slot and queue place plus /health and /metrics.
+  static ServerOptions resolve(ServerOptions o) {
+    if (o.threads <= 0) o.threads = static_cast<int>(std::clamp<int64_t>(o.slots + o.max_queue + 4, 16, 4096));
+    return o;
+  }
 
   // Completions that may be outstanding at once: the slots plus the queue, and never every HTTP
   // thread (a waiting completion holds one; /health and /metrics need one too).
@@ -128,10 +136,19 @@ struct ChatServer::Impl {
   // Waits for the next event of `c` and accounts for it; false (no event) as soon as `gone()` says
   // the client left. Otherwise no deadline: every submitted sequence ends with a finished event,
   // also on cancel, shutdown and abort, and a stalled pipeline ends the job (comm/liveness.h).
+  // `gone()` is asked every 200 ms, also while tokens keep coming.
   bool next_event_or_gone(Completion& c, const std::function<bool()>& gone) {
+    constexpr auto kPoll = std::chrono::milliseconds(200);
     TokenEvent ev;
-    while (!c.stream->next(ev, std::chrono::milliseconds(200)))
-      if (gone()) return false;
+    while (true) {
+      const bool got = c.stream->next(ev, kPoll);
+      const auto now = Clock::now();
+      if (now - c.gone_checked >= kPoll) {
+        c.gone_checked = now;
+        if (gone()) return false;  // release() cancels the sequence (a finished one is ignored)
+      }
+      if (got) break;
+    }
     account(c, ev);
     return true;
   }

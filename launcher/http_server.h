@@ -39,7 +39,7 @@ struct ServerOptions {
   SamplingParams defaults;   // used for fields a request leaves out (max_tokens → max_new_tokens)
   double health_timeout_s = 5;
   double drain_s = 3;        // on shutdown: wait this long for in-flight requests, then cancel
-  int threads = 16;          // HTTP worker threads (bounds concurrent connections)
+  int threads = 0;           // HTTP worker threads = the connection cap; 0: slots + max_queue + 4, at least 16
   int64_t slots = 1;         // KV-cache slots of the pipeline (sequences generated at once)
   int64_t max_queue = 16;    // completions waiting for a slot beyond `slots`; more get 429
   double read_timeout_s = 10;  // a request's head and body must arrive within this

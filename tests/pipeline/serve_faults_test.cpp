@@ -106,7 +106,8 @@ TEST_F(ServeDefence, ClientsHangingUpOnNonStreamedRequestsAreCancelled) {
   expect_answer(h);
   EXPECT_LT(s, 5.0) << server_->log();
   std::cout << "[ measure  ] new request answered " << s << " s after 24 clients hung up" << std::endl;
-  EXPECT_GE(count_of(server_->log(), "client went away before") - before, 2u) << server_->log();
+  // All 4 admitted (2 generating, 2 queued: --max-batch 2 --max-queue 2) are cancelled; the rest got 429.
+  EXPECT_GE(count_of(server_->log(), "client went away before") - before, 4u) << server_->log();
   EXPECT_TRUE(settle(5)) << "slots still generating after their clients left:\n" << server_->log();
 }
 
@@ -154,11 +155,9 @@ TEST_F(ServeDefence, SlowlorisConnectionsDoNotDelayARealClient) {
     slow.push_back(s);
   }
   std::atomic<bool> stop{false};
-  std::atomic<int> cut{0};  // connections the server closed
   std::thread trickle([&] {
     for (int t = 0; t < 12 && !stop; ++t) {
-      for (int& s : slow)
-        if (s >= 0 && send(s, "X", 1, MSG_NOSIGNAL) != 1) close(s), s = -1, cut += 1;
+      for (int s : slow) send(s, "X", 1, MSG_NOSIGNAL);
       for (int k = 0; k < 10 && !stop; ++k) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
@@ -169,14 +168,19 @@ TEST_F(ServeDefence, SlowlorisConnectionsDoNotDelayARealClient) {
   const double s = seconds_since(t0);
   stop = true;
   trickle.join();
-  for (int fd : slow)
-    if (fd >= 0) close(fd);
+  int cut = 0;  // connections the server closed (end of stream or reset on our side)
+  char b;
+  for (int fd : slow) {
+    const ssize_t n = recv(fd, &b, 1, MSG_DONTWAIT);
+    cut += n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+    close(fd);
+  }
   EXPECT_EQ(models.code, 200);
   expect_answer(answer);
   EXPECT_LT(s, 5.0) << server_->log();
-  std::cout << "[ measure  ] real client served in " << s << " s beside 40 slowloris connections (" << cut.load()
+  std::cout << "[ measure  ] real client served in " << s << " s beside 40 slowloris connections (" << cut
             << " of them closed by the server)" << std::endl;
-  EXPECT_GT(cut.load(), 0) << "the server closed no slow connection";
+  EXPECT_GT(cut, 0) << "the server closed no slow connection";
 }
 
 TEST_F(ServeDefence, ErrorStatusesSayWhatHappened) {
