@@ -1,5 +1,8 @@
 #include "model/linear.h"
 
+#include <cstdlib>
+#include <cstring>
+
 #include "model/qgemv.h"
 #include "model/quant.h"
 
@@ -17,6 +20,16 @@ constexpr int64_t kBf16GemvMaxTokens = 32;
 // from ~48 rows. Micro-batches of a pipeline under load are exactly these sizes.
 constexpr int64_t kF32GemvMaxTokens = 32;
 }  // namespace
+
+bool bf16_gemm_fast() {
+  static const bool fast = [] {
+    const char* e = std::getenv("GLMPIPE_BF16_GEMM");
+    if (e && std::strcmp(e, "0") == 0) return false;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  }();
+  return fast;
+}
 
 at::Tensor& weight_scratch(at::ScalarType dtype, int64_t numel) {
   thread_local at::Tensor buf_f32, buf_bf16;
@@ -37,8 +50,14 @@ at::Tensor linear_forward(const at::Tensor& x, const LinearWeight& w) {
   const auto xt = x.scalar_type(), wt = w.weight.scalar_type();
   const bool cpu = x.device().is_cpu() && w.weight.device().is_cpu() && x.dim() == 2;
   // bf16 weight, few rows: bf16 row kernel (widen to fp32 + FMA), fp32 or bf16 activations.
-  if (cpu && wt == at::kBFloat16 && (xt == at::kFloat || xt == at::kBFloat16) && x.size(0) <= kBf16GemvMaxTokens)
+  const int64_t bf16_rows = bf16_gemm_fast() ? kGemvMaxTokens : kBf16GemvMaxTokens;
+  if (cpu && wt == at::kBFloat16 && (xt == at::kFloat || xt == at::kBFloat16) && x.size(0) <= bf16_rows)
     return gemv_forward(x, w.weight, WeightFormat::kBF16, at::Tensor(), w.bias);
+  if (cpu && wt == at::kBFloat16 && bf16_gemm_fast()) {  // prefill: oneDNN bf16 GEMM (AMX tiles)
+    auto y = w.bias.defined() ? at::linear(x.to(at::kBFloat16), w.weight, w.bias.to(at::kBFloat16))
+                              : at::linear(x.to(at::kBFloat16), w.weight);
+    return y.to(xt);
+  }
   // One row in fp32: sgemv streams W at memory bandwidth; sgemm with m=1 does not.
   if (x.size(0) == 1 && xt == at::kFloat && wt == at::kFloat && x.device().is_cpu()) {
     auto y = w.bias.defined() ? at::addmv(w.bias, w.weight, x[0]) : at::mv(w.weight, x[0]);

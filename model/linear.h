@@ -29,6 +29,14 @@ struct LinearWeight {
 // x: [tokens, in] (contiguous, activation dtype) → [tokens, out]
 at::Tensor linear_forward(const at::Tensor& x, const LinearWeight& w);
 
+// True when wide (prefill) calls compute in bf16 through oneDNN (at::linear on bf16 tensors): CPUs
+// with AMX-BF16 or AVX512-BF16, where libtorch 1.13's oneDNN 2.6 runs brgemm on AMX tiles /
+// vdpbf16ps. 16-bit weights are used as stored, int8/int4 are dequantized into a bf16 buffer, x is
+// rounded to bf16 (2^-9 relative, below the weight-quantization error), output is fp32-accumulated.
+// Elsewhere (AVX2: oneDNN bf16 runs at ~1.5 GB/s) weights are widened to fp32 for sgemm.
+// GLMPIPE_BF16_GEMM=0 turns it off.
+bool bf16_gemm_fast();
+
 // A flat buffer of at least `numel` elements of `dtype` (fp32 or bf16), reused across calls of this
 // thread (grows, never shrinks): where wide (prefill) calls widen/dequantize a weight for the GEMM.
 at::Tensor& weight_scratch(at::ScalarType dtype, int64_t numel);

@@ -5,6 +5,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdlib>
+#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -14,7 +18,7 @@
 namespace glmpipe {
 namespace {
 
-bool g_portable_only = false;
+std::optional<KernelIsa> g_forced;  // force_kernel_isa
 
 bool avx512_available() {
   static const bool ok = detail::cpu_supports_avx512_kernels();
@@ -26,10 +30,16 @@ bool avx2_available() {
   return ok;
 }
 
-enum class Isa { kPortable, kAvx2, kAvx512 };
-Isa current_isa() {
-  if (g_portable_only) return Isa::kPortable;
-  return avx512_available() ? Isa::kAvx512 : avx2_available() ? Isa::kAvx2 : Isa::kPortable;
+std::optional<KernelIsa> env_isa() {
+  const char* e = std::getenv("GLMPIPE_KERNEL_ISA");
+  if (!e || !*e) return std::nullopt;
+  for (KernelIsa k : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512})
+    if (std::strcmp(e, kernel_isa_name(k)) == 0) {
+      GLMPIPE_CHECK(kernel_isa_supported(k)) << "GLMPIPE_KERNEL_ISA=" << e << ": this CPU cannot run it";
+      return k;
+    }
+  GLMPIPE_FAIL() << "GLMPIPE_KERNEL_ISA=" << e << ": expected avx512, avx2 or portable";
+  return std::nullopt;
 }
 
 inline float bf16_to_float(uint16_t h) {
@@ -138,17 +148,133 @@ bool quantize_x_i16(const float* x, int64_t in, bool int4, std::vector<int16_t>&
 // Rows per parallel task: enough work (~64 KiB of weights) to amortize scheduling.
 int64_t row_grain(int64_t row_bytes) { return std::max<int64_t>(1, (64 << 10) / std::max<int64_t>(1, row_bytes)); }
 
+void run_rows(KernelIsa isa, const detail::GemvArgs& a, int64_t grain) {
+  at::parallel_for(0, a.out, grain, [&](int64_t r0, int64_t r1) {
+    if (isa == KernelIsa::kAvx512) detail::gemv_rows_avx512(a, r0, r1);
+    else if (isa == KernelIsa::kAvx2) detail::gemv_rows_avx2(a, r0, r1);
+    else gemv_rows_portable(a, r0, r1);
+  });
+}
+
+int fmt_index(WeightFormat f) { return static_cast<int>(f); }
+
+// Start-up choice: times one-token calls of every family this CPU runs on a 24 MB weight of each
+// format (4096 columns; best of 3 after a warm-up) and keeps the fastest. ~0.1 s once per process.
+// 24 MB is beyond L2 everywhere but inside a large L3 (300 MB on the Xeon of bench/RESULTS_avx512.md):
+// there it compares the families' compute rates, which is where they differ (streaming from memory
+// they tie within noise). A wrong static guess could cost 2× (int4 on AVX2 was compute-bound at
+// ~0.5 of the floor); a near tie either way costs little.
+std::array<KernelIsa, 4> measure_fastest() {
+  std::array<KernelIsa, 4> best{};
+  std::vector<KernelIsa> cands;
+  for (KernelIsa k : {KernelIsa::kAvx512, KernelIsa::kAvx2})
+    if (kernel_isa_supported(k)) cands.push_back(k);
+  if (cands.empty()) return {KernelIsa::kPortable, KernelIsa::kPortable, KernelIsa::kPortable, KernelIsa::kPortable};
+  if (cands.size() == 1) return {cands[0], cands[0], cands[0], cands[0]};
+  constexpr int64_t kIn = 4096, kBytes = 24 << 20;
+  std::vector<uint8_t> w(kBytes, 0x11);  // 0x11 is a small finite value in every format
+  std::vector<float> x(2 * kIn, 0.5f), y(kBytes / (kIn / 2));  // y: one float per row, int4 has the most rows
+  std::vector<int16_t> xq(kIn, 1000);
+  std::vector<float> xs(kIn / detail::kXqBlock, 1e-3f);
+  best[fmt_index(WeightFormat::kF32)] = best[fmt_index(WeightFormat::kBF16)] = cands[0];  // see deterministic_isa
+  for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    const int64_t row_bytes = f == WeightFormat::kF32 ? 4 * kIn : f == WeightFormat::kBF16 ? 2 * kIn
+                              : f == WeightFormat::kInt8 ? kIn : kIn / 2;
+    double best_s = 1e30;
+    for (KernelIsa k : cands) {
+      detail::GemvArgs a;
+      a.fmt = f;
+      a.w = w.data();
+      a.x = x.data();
+      a.x_raw = x.data();
+      a.ldx = kIn;  // int4 and split bf16: [even | odd], kIn / 2 each
+      a.x_split = k == KernelIsa::kAvx512 && detail::avx512_wants_split_x(f, kIn);
+      if (f == WeightFormat::kInt8 || f == WeightFormat::kInt4) {
+        a.xq = xq.data();
+        a.xq_scale = xs.data();
+      }
+      a.tokens = 1;
+      a.in = kIn;
+      a.out = kBytes / row_bytes;
+      a.y = y.data();
+      double t_best = 1e30;
+      for (int rep = 0; rep < 4; ++rep) {
+        const auto t0 = std::chrono::steady_clock::now();
+        run_rows(k, a, row_grain(row_bytes));
+        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (rep > 0) t_best = std::min(t_best, dt);
+      }
+      if (t_best < best_s) {
+        best_s = t_best;
+        best[fmt_index(f)] = k;
+      }
+    }
+  }
+  return best;
+}
+
+const std::array<KernelIsa, 4>& measured_choice() {
+  static std::once_flag once;
+  static std::array<KernelIsa, 4> choice;
+  std::call_once(once, [] { choice = measure_fastest(); });
+  return choice;
+}
+
 }  // namespace
 
-bool gemv_uses_avx512() { return !g_portable_only && avx512_available(); }
-void set_portable_kernels(bool portable_only) { g_portable_only = portable_only; }
-int64_t quantized_gemv_max_tokens() { return current_isa() == Isa::kAvx512 ? kGemvMaxTokens : 64; }
-const char* gemv_kernel_isa() {
-  switch (current_isa()) {
-    case Isa::kAvx512: return "avx512";
-    case Isa::kAvx2: return "avx2";
+const char* kernel_isa_name(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::kAvx512: return "avx512";
+    case KernelIsa::kAvx2: return "avx2";
     default: return "portable";
   }
+}
+
+bool kernel_isa_supported(KernelIsa isa) {
+  switch (isa) {
+    case KernelIsa::kAvx512: return avx512_available();
+    case KernelIsa::kAvx2: return avx2_available();
+    default: return true;
+  }
+}
+
+KernelIsa gemv_isa_for(WeightFormat fmt) {
+  if (g_forced) return *g_forced;
+  static const std::optional<KernelIsa> from_env = env_isa();
+  if (from_env) return *from_env;
+  return measured_choice()[fmt_index(fmt)];
+}
+
+namespace {
+// The family for calls whose result depends on it (float accumulation order): the widest the CPU
+// runs, the same in every process, so that ranks of a pipeline and a single process agree bit for
+// bit. Only the one-token int8/int4 kernels, whose results are identical in both families, follow
+// the measured choice.
+KernelIsa deterministic_isa() {
+  if (g_forced) return *g_forced;
+  static const std::optional<KernelIsa> from_env = env_isa();
+  if (from_env) return *from_env;
+  return avx512_available() ? KernelIsa::kAvx512 : avx2_available() ? KernelIsa::kAvx2 : KernelIsa::kPortable;
+}
+}  // namespace
+
+void force_kernel_isa(std::optional<KernelIsa> isa) {
+  GLMPIPE_CHECK(!isa || kernel_isa_supported(*isa)) << "force_kernel_isa: this CPU cannot run " << kernel_isa_name(*isa);
+  g_forced = isa;
+}
+
+bool gemv_uses_avx512() { return avx512_available() && !(g_forced && *g_forced != KernelIsa::kAvx512); }
+void set_portable_kernels(bool portable_only) {
+  force_kernel_isa(portable_only ? std::optional<KernelIsa>(KernelIsa::kPortable) : std::nullopt);
+}
+int64_t quantized_gemv_max_tokens() { return gemv_uses_avx512() ? kGemvMaxTokens : 64; }
+
+std::string gemv_kernel_isa() {
+  std::string s;
+  const char* names[] = {"fp32", "bf16", "int8", "int4"};
+  for (WeightFormat f : {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kInt4, WeightFormat::kF32})
+    s += std::string(s.empty() ? "" : ", ") + names[fmt_index(f)] + " " + kernel_isa_name(gemv_isa_for(f));
+  return s + (g_forced ? " (forced)" : std::getenv("GLMPIPE_KERNEL_ISA") ? " (GLMPIPE_KERNEL_ISA)" : " (measured)");
 }
 
 at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFormat fmt, const at::Tensor& scale,
@@ -183,22 +309,25 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
   a.in = in;
   a.out = out;
   a.y = y.data_ptr<float>();
-  const Isa isa = current_isa();
-  const bool fast = isa != Isa::kPortable;
+  KernelIsa isa = deterministic_isa();
+  const bool fast = isa != KernelIsa::kPortable;
   thread_local std::vector<int16_t> xq;  // reused: no allocation per decode call
   thread_local std::vector<float> xq_scale;
-  if (isa == Isa::kAvx2 && T == 1 && (fmt == WeightFormat::kInt8 || fmt == WeightFormat::kInt4) &&
+  if (fast && T == 1 && (fmt == WeightFormat::kInt8 || fmt == WeightFormat::kInt4) &&
       quantize_x_i16(a.x_raw, in, fmt == WeightFormat::kInt4, xq, xq_scale)) {
     a.xq = xq.data();
     a.xq_scale = xq_scale.data();
+    isa = gemv_isa_for(fmt);  // int16 kernels: same result in every family, the fastest measured runs
   }
   at::Tensor xp;  // prepared fp32 activations for the AVX2/AVX-512 kernels (unused by the int16 path)
   if (fast && !a.xq) {
-    if (fmt == WeightFormat::kInt4) {
+    a.x_split = isa == KernelIsa::kAvx512 && detail::avx512_wants_split_x(fmt, in);
+    if (fmt == WeightFormat::kInt4 || a.x_split) {  // even columns | odd columns, each zero padded
       const int64_t half = (in / 2 + 15) / 16 * 16;
+      const bool int4 = fmt == WeightFormat::kInt4;
       xp = at::zeros({T, 2 * half}, xf.options());
-      xp.slice(1, 0, in / 2).copy_(xf.slice(1, 0, in, 2) * (1.0 / 16.0));
-      xp.slice(1, half, half + in / 2).copy_(xf.slice(1, 1, in, 2) * (1.0 / 268435456.0));
+      xp.slice(1, 0, in / 2).copy_(int4 ? xf.slice(1, 0, in, 2) * (1.0 / 16.0) : xf.slice(1, 0, in, 2));
+      xp.slice(1, half, half + in / 2).copy_(int4 ? xf.slice(1, 1, in, 2) * (1.0 / 268435456.0) : xf.slice(1, 1, in, 2));
     } else {
       const int64_t pad = (in + 15) / 16 * 16;
       xp = pad == in ? xf : at::zeros({T, pad}, xf.options());
@@ -207,12 +336,7 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
     a.x = xp.data_ptr<float>();
     a.ldx = xp.size(1);
   }
-  const int64_t grain = row_grain(w.nbytes() / std::max<int64_t>(1, out));
-  at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
-    if (isa == Isa::kAvx512) detail::gemv_rows_avx512(a, r0, r1);
-    else if (isa == Isa::kAvx2) detail::gemv_rows_avx2(a, r0, r1);
-    else gemv_rows_portable(a, r0, r1);
-  });
+  run_rows(isa, a, row_grain(w.nbytes() / std::max<int64_t>(1, out)));
   return x.scalar_type() == at::kFloat ? y : y.to(x.scalar_type());
 }
 

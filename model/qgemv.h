@@ -12,6 +12,8 @@
 #include <ATen/ATen.h>
 
 #include <cstdint>
+#include <optional>
+#include <string>
 
 namespace glmpipe {
 
@@ -26,11 +28,25 @@ constexpr int64_t kGemvMaxTokens = 8;
 // 16384×4096 int4 matrix on an AVX2-only VM, versus ~5-7 ms per kernel call at 1-2 tokens).
 int64_t quantized_gemv_max_tokens();
 
-// True when the AVX-512 kernels are usable on this CPU (and not disabled by set_portable_kernels).
+// Kernel families. One-token int8/int4 calls (the int16-activation kernels, bit-identical in every
+// family) run the family measured fastest for that format at the first call (each family timed on a
+// 24 MB matrix); every other call runs the widest family the CPU has, the same in every process, so
+// that pipeline ranks and a single process agree bit for bit. GLMPIPE_KERNEL_ISA=avx512|avx2|portable
+// forces one family for everything.
+enum class KernelIsa { kPortable, kAvx2, kAvx512 };
+const char* kernel_isa_name(KernelIsa isa);
+bool kernel_isa_supported(KernelIsa isa);  // this CPU can run it
+// The family one-token int8/int4 calls of `fmt` use (runs the start-up measurement if not done yet);
+// for fp32/bf16 the widest family.
+KernelIsa gemv_isa_for(WeightFormat fmt);
+// "bf16 avx512, int8 avx512, int4 avx512, fp32 avx512 (measured)": what ran, for benchmark logs.
+std::string gemv_kernel_isa();
+// Forces one family for every format (tests compare paths; bench measures each); nullopt = back to
+// the measured choice. Forcing a family the CPU lacks is an error. Not thread-safe.
+void force_kernel_isa(std::optional<KernelIsa> isa);
+// True when the AVX-512 kernels are usable on this CPU and not disabled by force_kernel_isa.
 bool gemv_uses_avx512();
-// "avx512", "avx2" or "portable": the kernels gemv_forward uses now.
-const char* gemv_kernel_isa();
-// Forces the portable kernels (tests compare both paths; bench measures both). Not thread-safe.
+// Shorthand: force_kernel_isa(portable_only ? kPortable : nullopt).
 void set_portable_kernels(bool portable_only);
 
 // x: [T, in] fp32 or bf16 (contiguous or not); weight per `fmt`; scale: [out] any float dtype or
@@ -50,10 +66,13 @@ struct GemvArgs {
   const void* w = nullptr;      // [out, in] (int4: [out, in/2] bytes)
   const float* scale = nullptr; // [out] or null
   const float* bias = nullptr;  // [out] or null
-  const float* x = nullptr;     // [T, ldx], zero padded; int4: [T, ldx] = even cols / 16 then odd cols · 2^-28
+  // [T, ldx], zero padded; int4: [T, ldx] = even cols / 16 then odd cols · 2^-28; bf16 on AVX-512
+  // (x_split): even cols then odd cols, ldx/2 floats each (see qgemv_avx512.cpp).
+  const float* x = nullptr;
   int64_t ldx = 0;              // row stride of x (floats)
+  bool x_split = false;         // bf16 weights on AVX-512 with even `in`: x as even | odd halves
   const float* x_raw = nullptr; // [T, in] unpadded, unscaled (portable kernel)
-  // One-token int8/int4 calls on AVX2 (see quantize_x_i16 in qgemv.cpp), else null: x rounded to
+  // One-token int8/int4 calls on AVX2/AVX-512 (see quantize_x_i16 in qgemv.cpp), else null: x rounded to
   // int16 per block of kXqBlock columns, xq = x / xq_scale[block]; int4: even columns then odd.
   const int16_t* xq = nullptr;    // [in]
   const float* xq_scale = nullptr;  // [ceil(in / kXqBlock)]
@@ -70,6 +89,8 @@ void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);
 void dequant_rows_avx512(WeightFormat fmt, const void* w, const float* scale, int64_t in, void* dst,
                          bool out_bf16, int64_t r0, int64_t r1);
 bool cpu_supports_avx512_kernels();
+// AVX-512 bf16 kernels take x split into even | odd columns (GemvArgs::x_split) when `in` is even.
+bool avx512_wants_split_x(WeightFormat fmt, int64_t in);
 void gemv_rows_avx2(const GemvArgs& a, int64_t r0, int64_t r1);
 bool cpu_supports_avx2_kernels();
 

@@ -58,6 +58,13 @@ GLMPIPE_AVX2_INLINE float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+GLMPIPE_AVX2_INLINE int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
 inline void finish_row(const GemvArgs& a, int64_t r, int64_t t, float s) {
   if (a.scale) s *= a.scale[r];
   if (a.bias) s += a.bias[r];
@@ -156,8 +163,8 @@ GLMPIPE_AVX2_INLINE void dot_rows8_int4(const GemvArgs& a, int64_t r, int64_t t0
 
 // One token, int16 activations (GemvArgs::xq): NR rows of int8 or int4 weights widened to int16 and
 // multiplied with vpmaddwd into int32 sums per kXqBlock columns, which are scaled into fp32.
-// Overflow: int4 |q·x| ≤ 8·32767, int8 ≤ 128·32767; a lane adds ≤ 2·kXqBlock/16 = 32 such products
-// per block (≤ 1.4e8 < 2^31). The next NR-row block is prefetched at the pace this one is read.
+// Overflow: int4 |q·x| ≤ 8·32767, int8 ≤ 128·32767; a block adds kXqBlock such products in all
+// (≤ 1.07e9 < 2^31), so its lanes reduce exactly to one int32. The next NR-row block is prefetched at the pace this one is read.
 template <bool kInt4, int NR>
 GLMPIPE_AVX2_INLINE void dot_rows_i16(const GemvArgs& a, int64_t r) {
   const int64_t row_bytes = kInt4 ? a.in / 2 : a.in;
@@ -166,9 +173,7 @@ GLMPIPE_AVX2_INLINE void dot_rows_i16(const GemvArgs& a, int64_t r) {
   const uint8_t* next = w0 + NR * row_bytes;
   const int16_t* x_even = a.xq;                            // int8: all columns
   const int16_t* x_odd = a.xq + a.in / 2;                  // int4 only
-  __m256 accf[NR];
-#pragma GCC unroll 8
-  for (int i = 0; i < NR; ++i) accf[i] = _mm256_setzero_ps();
+  float accs[NR] = {};  // fp32 sum of the exact int32 block sums, in block order
   for (int64_t j0 = 0, b = 0; j0 < row_bytes; j0 += step, ++b) {
     const int64_t j1 = j0 + step < row_bytes ? j0 + step : row_bytes;
     __m256i acc[NR];
@@ -191,12 +196,13 @@ GLMPIPE_AVX2_INLINE void dot_rows_i16(const GemvArgs& a, int64_t r) {
         }
       }
     }
-    const __m256 sc = _mm256_set1_ps(a.xq_scale[b]);
+    // Exact int32 block sum, then one fused multiply-add per block in block order: the same
+    // arithmetic as the AVX-512 kernel, so the two families give bit-identical results.
 #pragma GCC unroll 8
-    for (int i = 0; i < NR; ++i) accf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[i]), sc, accf[i]);
+    for (int i = 0; i < NR; ++i) accs[i] = __builtin_fmaf(static_cast<float>(hsum_i32(acc[i])), a.xq_scale[b], accs[i]);
   }
 #pragma GCC unroll 8
-  for (int i = 0; i < NR; ++i) finish_row(a, r + i, 0, hsum(accf[i]));
+  for (int i = 0; i < NR; ++i) finish_row(a, r + i, 0, accs[i]);
 }
 
 template <bool kInt4>

@@ -1,14 +1,23 @@
 // AVX-512 row kernels (see qgemv.h). Every function here carries a target attribute, so the file
 // needs no special compile flags; callers check detail::cpu_supports_avx512_kernels() first.
 //
-// Per 16 weights: load (1 uop, masked at the row tail), widen to fp32 (int8: vpmovsxbd + vcvtdq2ps;
-// bf16: vpmovzxwd + shift; int4: see below), then one FMA per token row. Multiple accumulators hide
-// the FMA latency; partial sums are reduced once per (row, token).
+// Structure (the one that reached the floor on AVX2, qgemv_avx2.cpp): NR = 8 rows side by side for
+// one token (8 memory streams in flight, one accumulator set per row), fewer rows for more tokens
+// (NR·NT ≤ 8 accumulator sets), and a software prefetch of the next NR-row block at the pace the
+// current one is read (short int4/int8 rows leave the hardware prefetcher behind).
 //
-// int4 decode without a de-interleave: 16 packed bytes sign-extended to int32 lanes v = 16·hi + lo_u.
-// (v & ~0xF) = 16·hi exactly and (v << 28) = lo · 2^28 exactly (signed), so converting both to fp32
-// and multiplying by x_even/16 and x_odd·2^-28 (prepared once per call) gives hi·x_even + lo·x_odd
-// with the powers of two exact.
+// bf16: one 64-byte load holds 16 (even, odd) column pairs as 32-bit words; (word << 16) is the even
+// weight as fp32 and (word & 0xFFFF0000) the odd one, exactly, so with x split into even | odd
+// columns (prepared once per call) a pair costs 2 integer ops and 2 FMAs, no shuffles. vdpbf16ps
+// would need x rounded to bf16 (2^-9 relative), outside the fp32-activation test bound.
+// int8/int4, one token: x rounded to int16 per 256-column block (GemvArgs::xq), weights widened to
+// int16 and multiplied-accumulated with vpdpwssd (AVX512-VNNI, 2 products per int32 lane, one uop).
+// vpdpbusd would need x rounded to 8 bits (|error| up to max|x|/254 per element, ~100× the bound).
+//
+// int4 decode for fp32 activations (multi-token tiles) without a de-interleave: 16 packed bytes
+// sign-extended to int32 lanes v = 16·hi + lo_u. (v & ~0xF) = 16·hi exactly and (v << 28) = lo · 2^28
+// exactly (signed), so converting both to fp32 and multiplying by x_even/16 and x_odd·2^-28
+// (prepared once per call) gives hi·x_even + lo·x_odd with the powers of two exact.
 #include <immintrin.h>
 
 #include <cstring>
@@ -48,6 +57,12 @@ struct LoadInt8 {
   GLMPIPE_AVX512_INLINE static __m512 masked(const uint8_t* p, __mmask16 m) { return widen(_mm_maskz_loadu_epi8(m, p)); }
 };
 
+inline void finish_scalar(const GemvArgs& a, int64_t r, int64_t t, float s) {
+  if (a.scale) s *= a.scale[r];
+  if (a.bias) s += a.bias[r];
+  a.y[t * a.out + r] = s;
+}
+
 GLMPIPE_AVX512_INLINE void finish_row(const GemvArgs& a, int64_t r, int64_t t, __m512 acc) {
   float s = _mm512_reduce_add_ps(acc);
   if (a.scale) s *= a.scale[r];
@@ -55,40 +70,166 @@ GLMPIPE_AVX512_INLINE void finish_row(const GemvArgs& a, int64_t r, int64_t t, _
   a.y[t * a.out + r] = s;
 }
 
-// One weight row against NT token rows (t0 .. t0+NT-1), U column blocks of 16 unrolled.
-template <class L, int NT>
-GLMPIPE_AVX512_INLINE void dot_row(const GemvArgs& a, int64_t r, int64_t t0) {
-  constexpr int U = NT == 1 ? 4 : (NT == 2 ? 2 : 1);
+// Prefetches `bytes` (a multiple of 64) at p: the part of the next NR-row block that matches the part
+// of the current block just read.
+template <int64_t bytes>
+GLMPIPE_AVX512_INLINE void prefetch_lines(const uint8_t* p) {
+#pragma GCC unroll 8
+  for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
+}
+
+// NR rows × NT tokens, 16 columns per step, one accumulator per (row, token); masked row tail (x is
+// zero padded to a multiple of 16).
+template <class L, int NR, int NT>
+GLMPIPE_AVX512_INLINE void dot_rows(const GemvArgs& a, int64_t r, int64_t t0) {
+  constexpr int64_t kStep = 16 * L::kBytes * NR;  // bytes of the block read per step
   const int64_t n = a.in;
-  const uint8_t* row = static_cast<const uint8_t*>(a.w) + r * n * L::kBytes;
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + r * n * L::kBytes;
+  const uint8_t* next = w0 + NR * n * L::kBytes;
   const float* x = a.x + t0 * a.ldx;
-  __m512 acc[NT][U];
+  __m512 acc[NR][NT];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i)
 #pragma GCC unroll 4
-  for (int t = 0; t < NT; ++t)
-#pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) acc[t][u] = _mm512_setzero_ps();
+    for (int t = 0; t < NT; ++t) acc[i][t] = _mm512_setzero_ps();
   int64_t c = 0;
-  for (; c + 16 * U <= n; c += 16 * U) {
+  for (; c + 16 <= n; c += 16) {
+    prefetch_lines<(kStep + 63) / 64 * 64>(next + c * L::kBytes * NR);
+    __m512 xv[NT];
 #pragma GCC unroll 4
-    for (int u = 0; u < U; ++u) {
-      const __m512 w = L::full(row + (c + 16 * u) * L::kBytes);
+    for (int t = 0; t < NT; ++t) xv[t] = _mm512_loadu_ps(x + t * a.ldx + c);
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) {
+      const __m512 w = L::full(w0 + (i * n + c) * L::kBytes);
 #pragma GCC unroll 4
-      for (int t = 0; t < NT; ++t)
-        acc[t][u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + t * a.ldx + c + 16 * u), acc[t][u]);
+      for (int t = 0; t < NT; ++t) acc[i][t] = _mm512_fmadd_ps(w, xv[t], acc[i][t]);
     }
   }
-  for (; c < n; c += 16) {  // x is zero padded to a multiple of 16; the weight load is masked
-    const __m512 w = L::masked(row + c * L::kBytes, tail_mask(n - c));
+  if (c < n) {
+    const __mmask16 m = tail_mask(n - c);
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) {
+      const __m512 w = L::masked(w0 + (i * n + c) * L::kBytes, m);
 #pragma GCC unroll 4
-    for (int t = 0; t < NT; ++t) acc[t][0] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + t * a.ldx + c), acc[t][0]);
+      for (int t = 0; t < NT; ++t) acc[i][t] = _mm512_fmadd_ps(w, _mm512_loadu_ps(x + t * a.ldx + c), acc[i][t]);
+    }
   }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) finish_row(a, r + i, t0 + t, acc[i][t]);
+}
+
+// One step of dot_rows_bf16: 16 column pairs of NR rows (masked: the row tail).
+template <int NR, int NT, bool kMasked>
+GLMPIPE_AVX512_INLINE void bf16_step(const GemvArgs& a, const uint32_t* w0, int64_t nw, const float* xe,
+                                     const float* xo, int64_t j, __mmask16 m, __m512 (&acc_e)[NR][NT],
+                                     __m512 (&acc_o)[NR][NT]) {
+  const __m512i hi_mask = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  __m512 ve[NT], vo[NT];
 #pragma GCC unroll 4
   for (int t = 0; t < NT; ++t) {
-    __m512 s = acc[t][0];
-#pragma GCC unroll 4
-    for (int u = 1; u < U; ++u) s = _mm512_add_ps(s, acc[t][u]);
-    finish_row(a, r, t0 + t, s);
+    ve[t] = _mm512_loadu_ps(xe + t * a.ldx);
+    vo[t] = _mm512_loadu_ps(xo + t * a.ldx);
   }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) {
+    const uint32_t* p = w0 + i * nw + j;
+    const __m512i v = kMasked ? _mm512_maskz_loadu_epi32(m, p) : _mm512_loadu_si512(p);
+    const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+    const __m512 wo = _mm512_castsi512_ps(_mm512_and_si512(v, hi_mask));
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      acc_e[i][t] = _mm512_fmadd_ps(we, ve[t], acc_e[i][t]);
+      acc_o[i][t] = _mm512_fmadd_ps(wo, vo[t], acc_o[i][t]);
+    }
+  }
+}
+
+// bf16 weights, x split into even | odd columns (GemvArgs::x_split; ldx/2 floats each, zero padded).
+// 16 column pairs (one 64-byte load) per row and step; even and odd sums kept apart (2 FMA chains).
+template <int NR, int NT>
+GLMPIPE_AVX512_INLINE void dot_rows_bf16(const GemvArgs& a, int64_t r, int64_t t0) {
+  const int64_t nw = a.in / 2;  // 32-bit (even, odd) pairs per row
+  const auto* w0 = static_cast<const uint32_t*>(a.w) + r * nw;
+  const auto* next = reinterpret_cast<const uint8_t*>(w0 + NR * nw);
+  const float* xe = a.x + t0 * a.ldx;
+  const float* xo = xe + a.ldx / 2;
+  __m512 acc_e[NR][NT], acc_o[NR][NT];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) acc_e[i][t] = acc_o[i][t] = _mm512_setzero_ps();
+  int64_t j = 0;
+  for (; j + 16 <= nw; j += 16) {
+    prefetch_lines<64 * NR>(next + j * 4 * NR);
+    bf16_step<NR, NT, false>(a, w0, nw, xe + j, xo + j, j, 0xFFFF, acc_e, acc_o);
+  }
+  if (j < nw) bf16_step<NR, NT, true>(a, w0, nw, xe + j, xo + j, j, tail_mask(nw - j), acc_e, acc_o);
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i)
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) finish_row(a, r + i, t0 + t, _mm512_add_ps(acc_e[i][t], acc_o[i][t]));
+}
+
+// One step of dot_rows_i16: 32 weight bytes of NR rows at w (masked: the row tail).
+template <bool kInt4, int NR, bool kMasked>
+GLMPIPE_AVX512_INLINE void i16_step(const uint8_t* w, int64_t row_bytes, __m512i x0, __m512i x1, __mmask32 m,
+                                    __m512i (&acc)[NR]) {
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) {
+    const uint8_t* p = w + i * row_bytes;
+    const __m256i b = kMasked ? _mm256_maskz_loadu_epi8(m, p) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m512i v = _mm512_cvtepi8_epi16(b);
+    if (kInt4) {  // high nibble = even column, low nibble = odd column (signed)
+      acc[i] = _mm512_dpwssd_epi32(acc[i], _mm512_srai_epi16(v, 4), x0);
+      acc[i] = _mm512_dpwssd_epi32(acc[i], _mm512_srai_epi16(_mm512_slli_epi16(v, 12), 12), x1);
+    } else {
+      acc[i] = _mm512_dpwssd_epi32(acc[i], v, x0);
+    }
+  }
+}
+
+// One token, int16 activations (GemvArgs::xq): NR rows of int8 or int4 weights widened to int16 and
+// accumulated with vpdpwssd into int32 sums per kXqBlock columns, scaled into fp32 per block.
+// Overflow: a block adds kXqBlock products |q·x| ≤ 128·32767 in all, ≤ 1.07e9 < 2^31, in any lane
+// layout, and its lanes reduce exactly to one int32.
+template <bool kInt4, int NR>
+GLMPIPE_AVX512_INLINE void dot_rows_i16(const GemvArgs& a, int64_t r) {
+  const int64_t row_bytes = kInt4 ? a.in / 2 : a.in;
+  const int64_t step = kInt4 ? kXqBlock / 2 : kXqBlock;  // weight bytes per activation block
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + r * row_bytes;
+  const uint8_t* next = w0 + NR * row_bytes;
+  const int16_t* x_even = a.xq;            // int8: all columns
+  const int16_t* x_odd = a.xq + a.in / 2;  // int4 only
+  float accs[NR] = {};  // fp32 sum of the exact int32 block sums, in block order (see below)
+  for (int64_t j0 = 0, b = 0; j0 < row_bytes; j0 += step, ++b) {
+    const int64_t j1 = j0 + step < row_bytes ? j0 + step : row_bytes;
+    __m512i acc[NR];
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) acc[i] = _mm512_setzero_si512();
+    int64_t j = j0;
+    for (; j + 32 <= j1; j += 32) {  // 32 weight bytes per row
+      prefetch_lines<32 * NR>(next + j * NR);
+      const __m512i x0 = _mm512_loadu_si512(x_even + j);
+      const __m512i x1 = kInt4 ? _mm512_loadu_si512(x_odd + j) : x0;
+      i16_step<kInt4, NR, false>(w0 + j, row_bytes, x0, x1, 0, acc);
+    }
+    if (j < j1) {  // int4 rows of 16·odd bytes: a 16-byte tail in the last block
+      const __mmask32 m = static_cast<__mmask32>((1u << (j1 - j)) - 1u);
+      const __m512i x0 = _mm512_maskz_loadu_epi16(m, x_even + j);
+      const __m512i x1 = kInt4 ? _mm512_maskz_loadu_epi16(m, x_odd + j) : x0;
+      i16_step<kInt4, NR, true>(w0 + j, row_bytes, x0, x1, m, acc);
+    }
+    // The block's int32 sum is exact whatever the lane layout, and the fp32 part is one fused
+    // multiply-add per block in block order: the AVX2 kernel computes the same, so both families give
+    // bit-identical results (processes that measured different families agree).
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i)
+      accs[i] = __builtin_fmaf(static_cast<float>(_mm512_reduce_add_epi32(acc[i])), a.xq_scale[b], accs[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) finish_scalar(a, r + i, 0, accs[i]);
 }
 
 GLMPIPE_AVX512_INLINE void int4_decode(__m128i bytes, __m512& hi16, __m512& lo28) {
@@ -142,13 +283,41 @@ GLMPIPE_AVX512_INLINE void dot_row_int4(const GemvArgs& a, int64_t r, int64_t t0
   }
 }
 
+template <class L, int NR, int NT>
+GLMPIPE_AVX512 void rows_tile(const GemvArgs& a, int64_t rb, int64_t re, int64_t t) {
+  int64_t r = rb;
+  for (; r + NR <= re; r += NR) dot_rows<L, NR, NT>(a, r, t);
+  for (; r < re; ++r) dot_rows<L, 1, NT>(a, r, t);
+}
+
+template <int NR, int NT>
+GLMPIPE_AVX512 void rows_tile_bf16(const GemvArgs& a, int64_t rb, int64_t re, int64_t t) {
+  int64_t r = rb;
+  for (; r + NR <= re; r += NR) dot_rows_bf16<NR, NT>(a, r, t);
+  for (; r < re; ++r) dot_rows_bf16<1, NT>(a, r, t);
+}
+
+template <bool kInt4>
+GLMPIPE_AVX512 void rows_i16(const GemvArgs& a, int64_t rb, int64_t re) {
+  int64_t r = rb;
+  for (; r + 8 <= re; r += 8) dot_rows_i16<kInt4, 8>(a, r);
+  for (; r < re; ++r) dot_rows_i16<kInt4, 1>(a, r);
+}
+
+// Rows [rb, re) (at most kRowBlock) for tokens [t, t + NT).
 template <int NT>
-GLMPIPE_AVX512 void dot_row_any(const GemvArgs& a, int64_t r, int64_t t0) {
+GLMPIPE_AVX512 void tile_any(const GemvArgs& a, int64_t rb, int64_t re, int64_t t) {
+  constexpr int NR = NT == 1 ? 8 : NT == 2 ? 4 : 2;
   switch (a.fmt) {
-    case WeightFormat::kF32: dot_row<LoadF32, NT>(a, r, t0); break;
-    case WeightFormat::kBF16: dot_row<LoadBF16, NT>(a, r, t0); break;
-    case WeightFormat::kInt8: dot_row<LoadInt8, NT>(a, r, t0); break;
-    case WeightFormat::kInt4: dot_row_int4<NT>(a, r, t0); break;
+    case WeightFormat::kF32: rows_tile<LoadF32, NR, NT>(a, rb, re, t); break;
+    case WeightFormat::kBF16:
+      if (a.x_split) rows_tile_bf16<NR, NT>(a, rb, re, t);
+      else rows_tile<LoadBF16, NR, NT>(a, rb, re, t);
+      break;
+    case WeightFormat::kInt8: rows_tile<LoadInt8, NR, NT>(a, rb, re, t); break;
+    case WeightFormat::kInt4:
+      for (int64_t r = rb; r < re; ++r) dot_row_int4<NT>(a, r, t);
+      break;
   }
 }
 
@@ -199,18 +368,22 @@ bool cpu_supports_avx512_kernels() {
          __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni");
 }
 
+bool avx512_wants_split_x(WeightFormat fmt, int64_t in) { return fmt == WeightFormat::kBF16 && in % 2 == 0; }
+
 GLMPIPE_AVX512 void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1) {
   for (int64_t rb = r0; rb < r1; rb += kRowBlock) {
     const int64_t re = rb + kRowBlock < r1 ? rb + kRowBlock : r1;
-    int64_t t = 0;
-    for (; t + 4 <= a.tokens; t += 4)
-      for (int64_t r = rb; r < re; ++r) dot_row_any<4>(a, r, t);
-    const int64_t left = a.tokens - t;
-    for (int64_t r = rb; r < re; ++r) {
-      if (left == 1) dot_row_any<1>(a, r, t);
-      else if (left == 2) dot_row_any<2>(a, r, t);
-      else if (left == 3) dot_row_any<3>(a, r, t);
+    if (a.xq) {  // one token, int16 activations (gemv_forward)
+      if (a.fmt == WeightFormat::kInt4) rows_i16<true>(a, rb, re);
+      else rows_i16<false>(a, rb, re);
+      continue;
     }
+    int64_t t = 0;
+    for (; t + 4 <= a.tokens; t += 4) tile_any<4>(a, rb, re, t);
+    const int64_t left = a.tokens - t;
+    if (left == 1) tile_any<1>(a, rb, re, t);
+    else if (left == 2) tile_any<2>(a, rb, re, t);
+    else if (left == 3) tile_any<3>(a, rb, re, t);
   }
 }
 

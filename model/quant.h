@@ -16,7 +16,10 @@ at::Tensor pack_int4(const at::Tensor& q);
 // int8 [out, in/2]  →  int8 [out, in], sign-extended nibbles
 at::Tensor unpack_int4(const at::Tensor& packed);
 // float [out, in] → {stored weight (int8 [out,in] or packed [out,in/2]), scale fp16 [out]}
+// (one pass per row, parallel over rows; fp32/fp16/bf16 input read without a float copy).
 std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits);
+// The same with ATen ops (the original definition; tests check quantize_rows is bit-identical).
+std::pair<at::Tensor, at::Tensor> quantize_rows_reference(const at::Tensor& w, int bits);
 // Stored weight + scale → float [out, in] in `dtype`.
 at::Tensor dequantize(const at::Tensor& qweight, const at::Tensor& scale, int bits, at::ScalarType dtype);
 
