@@ -3,6 +3,8 @@
 // (8-stream read over 1 GiB, bench/read_bandwidth.h), and the fraction of the bandwidth floor reached.
 //
 //   bench_decode [--layers L] [--threads T] [--steps N] [--formats fp32,bf16,int8,int4] [--prefill P]
+//   bench_decode ... --context C   (decode steps start with C positions in the KV cache; default 4)
+//   bench_decode --probe-only THREADS     (prints the best read GB/s and exits)
 //
 // Random weights fill the shard directly (no checkpoint I/O). The stack has L layers (memory);
 // a 28-layer figure is extrapolated from the per-layer time and the lm_head time, both measured.
@@ -35,6 +37,7 @@ struct Result {
 };
 
 int g_prefill = 128;  // prompt length of the prefill measurement (0: skip)
+int g_context = 4;    // positions already in the KV cache when the timed decode steps start
 
 // Prefill of one g_prefill-token prompt (blocks only, median of 3), per layer, ms.
 double prefill_ms_per_layer(const ChatGLMShard& shard, int layers) {
@@ -79,13 +82,13 @@ Result run(const std::string& fmt, int layers, int steps) {
   if (fmt == "int8") shard.quantize_linears(8);
   if (fmt == "int4") shard.quantize_linears(4);
   const double resident = shard.parameter_bytes() / 1e9;
-  auto cache = shard.make_cache(1, 256);
+  auto cache = shard.make_cache(1, std::max(256, g_context + steps + 8));
   // prompt of 4 tokens, then timed one-token steps
   std::vector<int64_t> prompt = {5, 74874, 130001, 130004};
   SeqChunk s{0, 0, 4, 3, 2};
   auto h = shard.forward_blocks(shard.embed(at::tensor(prompt, at::kLong)), {s}, cache);
   int64_t tok = shard.head(h.narrow(0, 3, 1)).argmax(1).item<int64_t>();
-  s.past = 4;
+  s.past = std::max(4, g_context);  // positions 4.. hold zeros: attention costs the same as with real keys
   s.len = 1;
   std::vector<double> step_ms, head_ms;
   for (int i = 0; i < steps; ++i) {
@@ -138,6 +141,12 @@ int main(int argc, char** argv) {
     else if (a == "--steps") steps = std::atoi(argv[i + 1]);
     else if (a == "--formats") formats = argv[i + 1];
     else if (a == "--prefill") g_prefill = std::atoi(argv[i + 1]);
+    else if (a == "--context") g_context = std::atoi(argv[i + 1]);
+    else if (a == "--probe-only") {  // the read ceiling alone (bench/compare_peer.sh), GB/s on stdout
+      const auto b = bench::measure_read_bandwidth(std::atoi(argv[i + 1]));
+      std::printf("%.1f\n", b.best_gbs);
+      return 0;
+    }
   }
   at::set_num_threads(threads);
   std::time_t t = std::time(nullptr);
@@ -159,8 +168,8 @@ int main(int argc, char** argv) {
     probes.push_back(bwm.best_gbs);
     bw = std::max(bw, bwm.best_gbs);
   }
-  std::printf("## bench_decode %s, %d threads, kernels %s, %d measured layers, %d steps\n\n", date, threads,
-              gemv_kernel_isa(), layers, steps);
+  std::printf("## bench_decode %s, %d threads, kernels %s, %d measured layers, %d steps, context %d\n\n", date,
+              threads, gemv_kernel_isa().c_str(), layers, steps, std::max(4, g_context));
   std::printf("read bandwidth (1 GiB, 8 streams per thread, best of 5 rounds, probed before and after each format):");
   for (double p : probes) std::printf(" %.1f", p);
   std::printf(" GB/s; floor = bytes / %.1f GB/s (the best)\n\n", bw);

@@ -3,7 +3,7 @@
 // estimate (28 layers × 4 linears + lm_head) against the bandwidth floor; and the batch crossover
 // between the row kernels and dequantize+GEMM. Prints markdown to stdout.
 //
-//   bench_linear [--quick] [--rounds N]
+//   bench_linear [--quick] [--rounds N] [--isa avx512|avx2|portable]
 // Each figure is the median (and best) over rounds; every round cycles through enough copies of the
 // weight (≥ 512 MiB in total) that no call finds it in cache.
 #include <ATen/ATen.h>
@@ -129,13 +129,18 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--isa") && i + 1 < argc) {  // force one kernel family (avx512|avx2|portable)
+      const std::string want = argv[++i];
+      for (KernelIsa k : {KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512})
+        if (want == kernel_isa_name(k)) force_kernel_isa(k);
+    }
   }
   if (quick) rounds = 3;
   char date[64];
   std::time_t t = std::time(nullptr);
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&t));
   std::printf("# bench_linear — %s — %s, %d rounds (median / best), row kernels: %s\n\n", date,
-              cpu_model().c_str(), rounds, gemv_kernel_isa());
+              cpu_model().c_str(), rounds, gemv_kernel_isa().c_str());
 
   // (a) bandwidth
   std::map<int, Stat> bw;
