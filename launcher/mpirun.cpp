@@ -43,6 +43,9 @@ std::vector<std::pair<std::string, std::string>> rank_env(const RankLaunch& r) {
 
 void validate_spec(const LaunchSpec& spec) {
   GLMPIPE_CHECK(!spec.ranks.empty()) << "mpirun: the launch spec has no ranks";
+  for (const auto& kv : spec.mca)
+    GLMPIPE_CHECK(!kv.first.empty() && !kv.second.empty() && kv.first != "btl")
+        << "mpirun: bad MCA parameter '" << kv.first << "' = '" << kv.second << "' (transports go in btl)";
   for (size_t i = 0; i < spec.ranks.size(); ++i) {
     const RankLaunch& r = spec.ranks[i];
     GLMPIPE_CHECK(r.threads >= 1) << "mpirun: rank " << i << " has " << r.threads << " threads";
@@ -81,7 +84,13 @@ std::vector<std::string> build_mpirun_argv(const LaunchSpec& spec, const std::ve
 
   std::vector<std::string> argv = {spec.mpirun};
   if (spec.as_root) argv.push_back("--allow-run-as-root");
-  if (single_host) argv.insert(argv.end(), {"--mca", "btl", "self,vader"});
+  std::string btl = single_host ? "self,vader" : "self,vader,tcp";
+  if (!spec.btl.empty()) {
+    btl.clear();
+    for (const auto& b : spec.btl) btl += (btl.empty() ? "" : ",") + b;
+  }
+  argv.insert(argv.end(), {"--mca", "btl", btl});
+  for (const auto& kv : spec.mca) argv.insert(argv.end(), {"--mca", kv.first, kv.second});
   if (local && np > cores) argv.push_back("--oversubscribe");
   bool multi_thread_cpu = std::any_of(spec.ranks.begin(), spec.ranks.end(),
                                       [](const RankLaunch& r) { return r.device < 0 && r.threads > 1; });

@@ -12,8 +12,11 @@
 //  * `--bind-to none` when bind_to_none, or when a CPU rank runs several threads (mpirun's default
 //    binding would pin all of its threads to one core).
 //  * single host: `--mca btl self,vader` (shared memory, no TCP port) and `--oversubscribe` when there
-//    are more ranks than cores; several hosts: `--host a:2,b:1` (ranks must be grouped by host, in
-//    rank order, since mpirun maps by slot) or `--hostfile`.
+//    are more ranks than cores; several hosts (or a hostfile): `--mca btl self,vader,tcp` (shared
+//    memory within a host, TCP between hosts) and `--host a:2,b:1` (the hostfile built from the
+//    ranks' hosts, inline: ranks must be grouped by host, in rank order, since mpirun maps by slot)
+//    or `--hostfile F`. LaunchSpec::btl replaces the default transports.
+//  * `--mca NAME VALUE` for each LaunchSpec::mca entry, in order, after the transports.
 //  * `-x NAME` for each name in forward_env (the GLMPIPE_* variables of the caller, by default from
 //    glmpipe_env_names()); `--allow-run-as-root` when as_root.
 #pragma once
@@ -38,6 +41,8 @@ std::vector<std::string> glmpipe_env_names();
 struct LaunchSpec {
   std::vector<RankLaunch> ranks;  // rank i = stage i
   std::string hostfile;           // used instead of --host when set
+  std::vector<std::string> btl;   // transports; empty: self,vader (one host) or self,vader,tcp
+  std::vector<std::pair<std::string, std::string>> mca;  // --mca NAME VALUE, in order
   bool bind_to_none = true;
   std::vector<std::string> extra_args;  // inserted before the first app context
   bool as_root = running_as_root();

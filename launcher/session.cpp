@@ -88,6 +88,20 @@ Deployment build_deployment(const SessionOptions& o) {
   return dep;
 }
 
+// mpi.mca in file order, then mpi.tcp_if_include as btl_tcp_if_include and oob_tcp_if_include (the
+// data and the control connections) unless mpi.mca names those itself.
+std::vector<std::pair<std::string, std::string>> mca_parameters(const MpiSpec& mpi) {
+  auto mca = mpi.mca;
+  if (mpi.tcp_if_include.empty()) return mca;
+  std::string list;
+  for (const auto& i : mpi.tcp_if_include) list += (list.empty() ? "" : ",") + i;
+  for (const char* name : {"btl_tcp_if_include", "oob_tcp_if_include"}) {
+    const bool given = std::any_of(mca.begin(), mca.end(), [&](const auto& kv) { return kv.first == name; });
+    if (!given) mca.emplace_back(name, list);
+  }
+  return mca;
+}
+
 // Re-executes this command under mpirun with one process per stage. Does not return unless dry_run
 // or supervise (then it returns once mpirun exited 0, and throws otherwise).
 void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool supervise) {
@@ -100,6 +114,12 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool sup
     spec.ranks.push_back(r);
   }
   spec.hostfile = dep.mpi.hostfile;
+  if (!spec.hostfile.empty())
+    GLMPIPE_CHECK(access(spec.hostfile.c_str(), R_OK) == 0)
+        << dep.source_file << ": mpi.hostfile: cannot read " << spec.hostfile << " (relative paths are from the "
+        << "directory glmpipe runs in)";
+  spec.btl = dep.mpi.btl;
+  spec.mca = mca_parameters(dep.mpi);
   spec.bind_to_none = !dep.mpi.bind_to_core;
   spec.extra_args = dep.mpi.extra_args;
   // Ranks see pipes, not the user's terminal: tell rank 0 whether to draw the progress line.
@@ -176,7 +196,10 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
     return nullptr;
   }
   if (const char* pid_dir = std::getenv("GLMPIPE_PID_DIR")) {  // for tests that kill a rank
-    std::ofstream(std::string(pid_dir) + "/rank" + std::to_string(s->ctx_.rank()) + ".pid") << getpid() << "\n";
+    const std::string base = std::string(pid_dir) + "/rank" + std::to_string(s->ctx_.rank());
+    std::ofstream(base + ".pid") << getpid() << "\n";
+    char ns[128] = {0};  // network namespace, "net:[4026531840]": which "host" the rank ran on
+    if (readlink("/proc/self/ns/net", ns, sizeof(ns) - 1) > 0) std::ofstream(base + ".netns") << ns << "\n";
   }
   const StagePlan& sp = s->plan_.stages.at(s->ctx_.rank());
   const bool cuda = sp.device.rfind("cuda", 0) == 0;

@@ -16,7 +16,8 @@
 //   disk: {path: /nvme/offload}   # enables the disk tier; path = accelerate's offload_folder (converted
 //                                 # copies of disk units whose stored dtype is not the compute dtype)
 //   generation: {max_new_tokens: 0, temperature: 0.95, top_p: 0.7, top_k: 50, ...}
-//   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, liveness_timeout_s: 60, extra_args: [...]}
+//   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, liveness_timeout_s: 60, extra_args: [...],
+//         btl: [self, vader, tcp], tcp_if_include: [10.0.0.0/24], mca: {plm_rsh_agent: ssh}}
 //
 // Sizes are bytes: plain integers or "14GiB", "15GB", "512MiB", "1.5GiB" (binary and decimal units).
 #pragma once
@@ -36,7 +37,8 @@ struct RankSpec {
   std::string device = "cpu";  // "cuda:N" | "cpu"
   int64_t max_memory = 0;      // bytes this process may use on `device` (its budget), required
   int threads = 0;             // CPU threads for this process; 0 = all cores
-  std::string host;            // hostname for multi-node runs ("" = wherever mpirun puts it)
+  std::string host;            // hostname for multi-node runs ("" = this machine); ranks of one
+                               // host must be contiguous (mpirun maps ranks to hosts in order)
   int64_t reserve = -1;        // bytes kept free on the device; -1 = the deployment's gpu/cpu_reserve
 
   bool is_cuda() const { return device.rfind("cuda:", 0) == 0; }
@@ -73,6 +75,15 @@ struct GenerationDefaults {  // HF `chat` defaults (chatglm-spec §1.9)
 struct MpiSpec {
   std::vector<std::string> extra_args;  // appended to the mpirun line verbatim
   std::string hostfile;                 // Open MPI hostfile (see configs/hostfile.example)
+  // Byte transports (`--mca btl a,b,c`); empty: self,vader on one host, self,vader,tcp across hosts
+  // (shared memory within a host, TCP between hosts).
+  std::vector<std::string> btl;
+  // Extra MCA parameters in file order, each passed as `--mca NAME VALUE`
+  // (e.g. plm_rsh_agent, btl_tcp_if_include, oob_tcp_if_include).
+  std::vector<std::pair<std::string, std::string>> mca;
+  // Interfaces or subnets ("eth1", "10.0.0.0/24") the TCP transport and mpirun's own control
+  // channel use: sets btl_tcp_if_include and oob_tcp_if_include unless `mca` sets them.
+  std::vector<std::string> tcp_if_include;
   bool bind_to_core = false;
   int micro_batches = 0;                // 0 = one per stage
   // A rank silent this long (no heartbeat, or no reply while work is in flight) ends the job

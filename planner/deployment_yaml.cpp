@@ -129,7 +129,11 @@ void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ra
       if (spec.max_memory == 0) rd.fail(at + ".max_memory", "must be > 0");
     }
     if (r["threads"]) spec.threads = static_cast<int>(rd.integer(r["threads"], at + ".threads", 0, limits::kMaxThreads));
-    if (r["host"]) spec.host = rd.str(r["host"], at + ".host");
+    if (r["host"]) {
+      static const std::regex kHost("[A-Za-z0-9_.:-]+");
+      spec.host = rd.str(r["host"], at + ".host");
+      if (!std::regex_match(spec.host, kHost)) rd.fail(at + ".host", "\"" + spec.host + "\" is not a host name");
+    }
     if (r["reserve"]) spec.reserve = rd.size(r["reserve"], at + ".reserve");
     ranks.push_back(spec);
   }
@@ -210,8 +214,51 @@ void read_generation(const Reader& rd, const YAML::Node& n, GenerationDefaults& 
     g.max_length = static_cast<int>(rd.integer(n["max_length"], "generation.max_length", 1));
 }
 
+// A list of strings (a single string is a one-element list), each matching `pattern`.
+std::vector<std::string> read_words(const Reader& rd, const YAML::Node& n, const std::string& key,
+                                    const std::regex& pattern, const char* what) {
+  std::vector<std::string> out;
+  if (n.IsScalar()) {
+    out.push_back(n.as<std::string>());
+  } else if (n.IsSequence()) {
+    for (size_t i = 0; i < n.size(); ++i) out.push_back(rd.str(n[i], key + "[" + std::to_string(i) + "]"));
+  } else {
+    rd.fail(key, std::string("must be a list of ") + what);
+  }
+  if (out.empty()) rd.fail(key, std::string("must not be empty (a list of ") + what + ")");
+  for (size_t i = 0; i < out.size(); ++i)
+    if (!std::regex_match(out[i], pattern))
+      rd.fail(key + "[" + std::to_string(i) + "]", "\"" + out[i] + "\" is not " + what);
+  return out;
+}
+
+// Multi-host keys: mpi.btl (list), mpi.tcp_if_include (list), mpi.mca (map NAME -> VALUE).
+void read_mpi_network(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
+  static const std::regex kComponent("\\^?[a-z0-9_]+");
+  static const std::regex kInterface("[A-Za-z0-9_.:/-]+");
+  static const std::regex kMcaName("[A-Za-z0-9_]+");
+  if (n["btl"]) m.btl = read_words(rd, n["btl"], "mpi.btl", kComponent, "a byte transport (self, vader, tcp, ...)");
+  if (n["tcp_if_include"])
+    m.tcp_if_include = read_words(rd, n["tcp_if_include"], "mpi.tcp_if_include", kInterface,
+                                  "an interface or subnet (eth0, 10.0.0.0/24)");
+  if (const YAML::Node mca = n["mca"]) {
+    if (!mca.IsMap()) rd.fail("mpi.mca", "must be a mapping of MCA parameter names to values (e.g. {plm_rsh_agent: ssh})");
+    for (const auto& kv : mca) {
+      const std::string name = kv.first.as<std::string>();
+      const std::string key = "mpi.mca." + name;
+      if (!std::regex_match(name, kMcaName)) rd.fail(key, "is not an MCA parameter name (letters, digits, _)");
+      if (name == "btl") rd.fail(key, "give the transports as mpi.btl: [self, vader, tcp]");
+      if (!kv.second.IsScalar() || kv.second.as<std::string>().empty()) rd.fail(key, "must be a non-empty scalar value");
+      for (const auto& seen : m.mca)
+        if (seen.first == name) rd.fail(key, "given twice");
+      m.mca.emplace_back(name, kv.second.as<std::string>());
+    }
+  }
+}
+
 void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
-  rd.only_keys(n, "mpi", {"extra_args", "hostfile", "bind_to_core", "micro_batches", "liveness_timeout_s"});
+  rd.only_keys(n, "mpi", {"extra_args", "hostfile", "bind_to_core", "micro_batches", "liveness_timeout_s", "btl",
+                          "tcp_if_include", "mca"});
   if (n["extra_args"]) {
     const YAML::Node& a = n["extra_args"];
     if (!a.IsSequence()) rd.fail("mpi.extra_args", "must be a list of strings");
@@ -219,6 +266,7 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
       m.extra_args.push_back(rd.str(a[i], "mpi.extra_args[" + std::to_string(i) + "]"));
   }
   if (n["hostfile"]) m.hostfile = rd.str(n["hostfile"], "mpi.hostfile");
+  read_mpi_network(rd, n, m);
   if (n["bind_to_core"]) m.bind_to_core = rd.boolean(n["bind_to_core"], "mpi.bind_to_core");
   if (n["micro_batches"])
     m.micro_batches = static_cast<int>(rd.integer(n["micro_batches"], "mpi.micro_batches", 0, limits::kMaxMicroBatches));

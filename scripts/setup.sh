@@ -14,6 +14,8 @@ PKGS=(
   python3-torch python3-numpy  # /usr/bin/python3: cross-checks torch.save files in tests
   curl procps
   clang libclang-rt-14-dev     # libFuzzer + ASan/UBSan runtimes: tests/fuzz, scripts/fuzz.sh (CI runs it)
+  iproute2                     # tests/hosts/netns.sh: hosts as network namespaces (ip, tc)
+  slurmctld slurmd slurm-client munge  # tests/hosts/slurm.sh: a one-machine Slurm, started by the test
 )
 
 missing=()
@@ -24,7 +26,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   echo "[setup] installing: ${missing[*]}"
   $SUDO apt-get update -qq
+  # No service may start at install time (munge, slurmctld, slurmd): the tests start their own and
+  # stop them. policy-rc.d answering 101 ("action forbidden") stops invoke-rc.d/deb-systemd-invoke.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 else
   echo "[setup] all system packages present"
 fi

@@ -36,7 +36,7 @@ TEST(MpirunTest, DifferentThreadCountsGiveMpmdAndBindToNoneAndRootAndOversubscri
             "-np 2 -x OMP_NUM_THREADS=1 -x GLMPIPE_THREADS=1 glmpipe stage");
 }
 
-TEST(MpirunTest, MultiHostGpuRanksUseHostListWithoutVader) {
+TEST(MpirunTest, MultiHostGpuRanksUseHostListAndTcpBetweenHosts) {
   LaunchSpec s;
   s.as_root = false;
   s.bind_to_none = true;
@@ -44,7 +44,7 @@ TEST(MpirunTest, MultiHostGpuRanksUseHostListWithoutVader) {
   s.extra_args = {"--mca", "btl_tcp_if_include", "eth0"};
   auto argv = build_mpirun_argv(s, {"glmpipe"});
   EXPECT_EQ(shell_quote_join(argv),
-            "mpirun --bind-to none --host a:2,b:1 --mca btl_tcp_if_include eth0 "
+            "mpirun --mca btl self,vader,tcp --bind-to none --host a:2,b:1 --mca btl_tcp_if_include eth0 "
             "-np 1 -x GLMPIPE_DEVICE=0 glmpipe : -np 1 -x GLMPIPE_DEVICE=1 glmpipe : "
             "-np 1 -x GLMPIPE_DEVICE=0 -x NCCL_DEBUG=WARN glmpipe");
 }
@@ -56,7 +56,25 @@ TEST(MpirunTest, HostfileReplacesHostList) {
   s.hostfile = "/etc/hosts.mpi";
   auto argv = build_mpirun_argv(s, {"x"});
   EXPECT_EQ(shell_quote_join(argv),
-            "mpirun --hostfile /etc/hosts.mpi -np 4 -x OMP_NUM_THREADS=1 -x GLMPIPE_THREADS=1 x");
+            "mpirun --mca btl self,vader,tcp --hostfile /etc/hosts.mpi -np 4 -x OMP_NUM_THREADS=1 -x GLMPIPE_THREADS=1 x");
+}
+
+TEST(MpirunTest, TransportsAndMcaParametersInOrder) {
+  LaunchSpec s = cpu_spec({1, 1, 1});
+  s.ranks[0].host = s.ranks[1].host = "h0";
+  s.ranks[2].host = "h1";
+  s.btl = {"self", "tcp"};
+  s.mca = {{"plm_rsh_agent", "/opt/my agent.sh"}, {"oob_tcp_if_include", "10.0.0.0/24"}};
+  EXPECT_EQ(shell_quote_join(build_mpirun_argv(s, {"x"})),
+            "mpirun --mca btl self,tcp --mca plm_rsh_agent '/opt/my agent.sh' --mca oob_tcp_if_include 10.0.0.0/24 "
+            "--host h0:2,h1:1 -np 3 -x OMP_NUM_THREADS=1 -x GLMPIPE_THREADS=1 x");
+  // One named host: shared memory only, a host list, no --oversubscribe (its cores are not ours to count).
+  LaunchSpec one = cpu_spec({1, 1, 1}, false, 1);
+  for (auto& r : one.ranks) r.host = "far";
+  EXPECT_EQ(shell_quote_join(build_mpirun_argv(one, {"x"})),
+            "mpirun --mca btl self,vader --host far:3 -np 3 -x OMP_NUM_THREADS=1 -x GLMPIPE_THREADS=1 x");
+  s.mca.push_back({"btl", "tcp"});
+  EXPECT_THROW(build_mpirun_argv(s, {"x"}), Error);
 }
 
 TEST(MpirunTest, NoOversubscribeWhenCoresSuffice) {
