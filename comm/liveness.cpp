@@ -29,8 +29,12 @@ std::string fmt_s(double s) {
   return os.str();
 }
 
-std::string rank_name(int r) { return "rank " + std::to_string(r) + " (stage " + std::to_string(r) + ")"; }
 }  // namespace
+
+std::string LivenessMonitor::rank_name(int r) const {
+  const bool host = r >= 0 && r < static_cast<int>(opt_.hosts.size()) && !opt_.hosts[r].empty();
+  return "rank " + std::to_string(r) + " (stage " + std::to_string(r) + (host ? ", host " + opt_.hosts[r] : "") + ")";
+}
 
 const char* activity_name(Activity a) {
   switch (a) {

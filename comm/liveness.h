@@ -52,6 +52,9 @@ struct LivenessOptions {
   // Called (on the monitor thread) with the message when a peer is silent; the default logs it
   // at error level, flushes and MPI_Aborts the job with code 1.
   std::function<void(int peer, const std::string& message)> on_silent;
+  // Host of each rank (ranks[].host of the deployment; "" or missing: not named), so that a cut
+  // link is reported as "rank 1 (stage 1, host node2)".
+  std::vector<std::string> hosts;
 };
 
 class LivenessMonitor {
@@ -94,6 +97,7 @@ class LivenessMonitor {
   void poll_peers(std::chrono::steady_clock::time_point now);
   void send_heartbeats(int64_t kind);
   std::string peer_text(int peer, double silent_s) const;
+  std::string rank_name(int r) const;  // "rank 1 (stage 1)" or "rank 1 (stage 1, host node2)"
 
   RankContext ctx_;
   LivenessOptions opt_;

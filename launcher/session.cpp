@@ -246,6 +246,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   if (stages > 1) {  // every rank gets here (collective): heartbeats from now until the end
     LivenessOptions lo;
     lo.timeout = liveness;
+    for (const auto& st : s->plan_.stages) lo.hosts.push_back(st.host);  // names the host of a silent rank
     s->liveness_ = std::make_unique<LivenessMonitor>(s->ctx_, lo);
     s->runner_->set_liveness(s->liveness_.get());
   }
