@@ -17,6 +17,7 @@
 #include "checkpoint/safetensors.h"
 #include "checkpoint/torch_zip.h"
 #include "common/error.h"
+#include "model/family.h"
 
 namespace glmpipe {
 namespace {
@@ -46,72 +47,6 @@ struct Shard {
 
 std::vector<TensorLocation> read_index_of(const MappedFile& f, const std::string& file) {
   return ends_with(file, ".safetensors") ? read_safetensors_index(f, file) : read_torch_zip_index(f, file);
-}
-
-// Expected shapes of the ChatGLM-6B (v1) names (spec §1.3, §3.2). Names not listed are not checked.
-void check_shape(const ModelConfig& c, const std::string& dir, const TensorLocation& loc) {
-  const std::string& name = loc.info.name;
-  const int64_t V = c.vocab_size, H = c.hidden_size, I = c.inner_hidden_size;
-  std::vector<int64_t> want;
-  bool known = true;
-  at::ScalarType want_dtype = at::ScalarType::Undefined;
-  const std::string layers = "transformer.layers.";
-  if (name == "transformer.word_embeddings.weight" || name == "lm_head.weight") {
-    want = {V, H};
-  } else if (name == "transformer.final_layernorm.weight" || name == "transformer.final_layernorm.bias") {
-    want = {H};
-  } else if (name.rfind(layers, 0) == 0) {
-    size_t dot = name.find('.', layers.size());
-    int64_t layer = -1;
-    try {
-      layer = std::stoll(name.substr(layers.size(), dot - layers.size()));
-    } catch (...) {
-    }
-    GLMPIPE_CHECK(dot != std::string::npos && layer >= 0 && layer < c.num_layers)
-        << dir << "/" << loc.info.file << ": tensor " << name << " names a layer outside config.json's num_layers "
-        << c.num_layers;
-    const std::string rest = name.substr(dot + 1);
-    struct Lin { const char* prefix; int64_t out, in; };
-    const Lin lins[] = {{"attention.query_key_value.", 3 * H, H}, {"attention.dense.", H, H},
-                        {"mlp.dense_h_to_4h.", I, H}, {"mlp.dense_4h_to_h.", H, I}};
-    known = false;
-    if (rest == "input_layernorm.weight" || rest == "input_layernorm.bias" ||
-        rest == "post_attention_layernorm.weight" || rest == "post_attention_layernorm.bias") {
-      want = {H};
-      known = true;
-    }
-    for (const Lin& l : lins) {
-      const std::string p = l.prefix;
-      if (rest.rfind(p, 0) != 0) continue;
-      const std::string leaf = rest.substr(p.size());
-      known = true;
-      if (leaf == "bias") {
-        want = {l.out};
-      } else if (leaf == "weight" && c.quantization_bit == 0) {
-        want = {l.out, l.in};
-      } else if (leaf == "weight") {
-        want = {l.out, c.quantization_bit == 8 ? l.in : l.in / 2};
-        want_dtype = at::kChar;
-      } else if (leaf == "weight_scale" && c.quantization_bit != 0) {
-        want = {l.out};
-      } else {
-        known = false;
-      }
-    }
-  } else {
-    known = false;
-  }
-  if (!known) return;
-  GLMPIPE_CHECK(loc.info.shape == want)
-      << dir << "/" << loc.info.file << ": tensor " << name << " has shape " << shape_str(loc.info.shape)
-      << " but config.json implies " << shape_str(want)
-      << (c.quantization_bit ? " (quantization_bit " + std::to_string(c.quantization_bit) + ")" : "");
-  GLMPIPE_CHECK(want_dtype == at::ScalarType::Undefined || loc.info.dtype == want_dtype)
-      << dir << "/" << loc.info.file << ": tensor " << name << " has dtype " << loc.info.dtype
-      << " but a quantized weight (quantization_bit " << c.quantization_bit << ") must be int8";
-  GLMPIPE_CHECK(want_dtype != at::ScalarType::Undefined || at::isFloatingType(loc.info.dtype))
-      << dir << "/" << loc.info.file << ": tensor " << name << " has dtype " << loc.info.dtype
-      << " but ChatGLM stores it as floating point (float32, float16 or bfloat16)";
 }
 
 nlohmann::json read_json(const std::string& path) {
@@ -163,6 +98,8 @@ Checkpoint Checkpoint::open(const std::string& dir_in) {
   auto impl = std::make_shared<Impl>();
   impl->dir = dir;
   impl->config = load_model_config(dir + "/config.json");
+  // The family's tensor schema checks shapes and names the tensors the model recomputes.
+  const ModelSchema schema = model_schema(impl->config);
 
   // file -> names the index assigns to it (empty set = take every tensor of a single file)
   std::map<std::string, std::set<std::string>> files;
@@ -207,7 +144,9 @@ Checkpoint Checkpoint::open(const std::string& dir_in) {
     for (auto& loc : locs) {
       present.insert(loc.info.name);
       if (!index_path.empty() && !wanted.count(loc.info.name)) continue;
-      if (ends_with(loc.info.name, ".rotary_emb.inv_freq")) continue;  // recomputed by the model
+      const TensorSpec* spec = schema.find(loc.info.name);
+      if (spec && schema.param_of(*spec).kind == ParamKind::kIgnored) continue;  // recomputed by the model
+      if (ends_with(loc.info.name, ".rotary_emb.inv_freq")) continue;
       all.emplace_back(std::move(loc), impl->shards.size());
     }
     for (const auto& name : wanted)
@@ -218,7 +157,9 @@ Checkpoint Checkpoint::open(const std::string& dir_in) {
   std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first.info.name < b.first.info.name; });
   for (auto& [loc, shard] : all) {
     GLMPIPE_CHECK(!impl->index.count(loc.info.name)) << dir << ": tensor " << loc.info.name << " appears twice";
-    check_shape(impl->config, dir, loc);
+    check_tensor(schema, dir + "/" + loc.info.file, loc.info.name, loc.info.shape,
+                 loc.info.dtype == at::kChar || loc.info.dtype == at::kByte, at::isFloatingType(loc.info.dtype),
+                 c10::toString(loc.info.dtype));
     impl->index[loc.info.name] = impl->infos.size();
     impl->infos.push_back(loc.info);
     impl->locs.push_back(std::move(loc));

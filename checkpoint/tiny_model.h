@@ -1,55 +1,5 @@
-// Random-weight ChatGLM-6B (v1) checkpoints with the exact HF names and layout (spec §1.3), for
-// tests and benchmarks. Deterministic for a seed (explicit CPU generator, fixed generation order).
-//
-//   TinyModelOptions o;  o.layers = 4;  o.dtype = at::kHalf;  o.format = CheckpointFormat::kBin;
-//   ModelConfig cfg = make_tiny_model("/tmp/tiny", o);   // config.json + weights (+ index)
-//
-// Values: embeddings N(0,1), Linear weights N(0, 1/sqrt(in)) (×8 for attention.dense and
-// mlp.dense_4h_to_h, see tiny_model.cpp), biases N(0, 0.02), LayerNorm weight
-// 1 + N(0, 0.1), bias N(0, 0.1). As in the real fp16 checkpoint, LayerNorm tensors are stored fp32
-// when dtype is fp16; everything else is stored in dtype. Each layer also carries
-// `attention.rotary_emb.inv_freq` [head_dim/4] (the reader ignores it). `lm_head.weight` is a copy
-// of `transformer.word_embeddings.weight` (tied) unless write_lm_head is false.
-// Special ids, chosen inside small vocabularies: mask = V-5, gmask = V-4, bos (<sop>) = V-3,
-// eos (<eop>) = V-2, pad = 0.
-// quantization_bit 4/8 (spec §3): the four block Linears are stored as int8 `weight` ([out, in], or
-// [out, in/2] with the high nibble = even column) + fp16 `weight_scale` [out], quantized per row,
-// symmetric, from the random float weights: scale = max|w| / 127 (or / 7), q = round(w / scale).
+// make_tiny_model moved to model/tiny_model.h (it writes each family's schema); this header stays
+// so that existing includes keep working.
 #pragma once
 
-#include <ATen/ATen.h>
-
-#include <string>
-#include <utility>
-#include <vector>
-
-#include "checkpoint/checkpoint.h"
-
-namespace glmpipe {
-
-struct TinyModelOptions {
-  int64_t layers = 2;
-  int64_t hidden = 64;
-  int64_t heads = 4;
-  int64_t inner = 0;  // 0 -> 4 * hidden
-  int64_t vocab = 256;
-  uint64_t seed = 0;
-  at::ScalarType dtype = at::kFloat;  // kFloat, kHalf or kBFloat16
-  CheckpointFormat format = CheckpointFormat::kSafetensors;
-  int shards = 1;
-  int quantization_bit = 0;  // 0, 4 or 8
-  bool write_lm_head = true;
-};
-
-// The config the options describe (Error naming the option when they are inconsistent).
-ModelConfig tiny_model_config(const TinyModelOptions& opts);
-// The tensors make_tiny_model writes, in file order (no I/O).
-std::vector<std::pair<std::string, at::Tensor>> make_tiny_tensors(const TinyModelOptions& opts);
-// Writes config.json + weights into `dir` (created if needed); returns the config.
-ModelConfig make_tiny_model(const std::string& dir, const TinyModelOptions& opts);
-
-// Per-row symmetric quantization (spec §3.3/3.4): returns {int8 weight ([out,in] or [out,in/2]
-// packed), fp16 scale [out]} for a float weight [out, in].
-std::pair<at::Tensor, at::Tensor> quantize_weight_rows(const at::Tensor& w, int bits);
-
-}  // namespace glmpipe
+#include "model/tiny_model.h"

@@ -261,7 +261,16 @@ void Session::load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_
   const std::string& q = dep_.model.quantization;
   mo.quantize_bits = q == "int8" ? 8 : q == "int4" ? 4 : 0;
   ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head};
-  shard_ = std::make_unique<ChatGLMShard>(ckpt_->config(), spec, mo);
+  ModelConfig cfg = ckpt_->config();
+  if (!dep_.model.rope_mode.empty()) {
+    cfg.rope_mode = parse_rope_mode(dep_.model.rope_mode, "model.rope_mode");
+    cfg.rope_mode_reason = "model.rope_mode in the deployment";
+  }
+  if (cfg.family != Family::kChatGLM && ctx_.rank() == 0)
+    spdlog::info("model: {} family, {} layers, {} KV groups x {}, rope_ratio {} ({}: {})", family_name(cfg.family),
+                 cfg.num_layers, cfg.kv_heads(), cfg.head_dim(), cfg.rope_ratio, rope_mode_name(cfg.rope_mode),
+                 cfg.rope_mode_reason);
+  shard_ = make_shard(cfg, spec, mo);
   LoadProgress last;
   try {
     shard_->load(*ckpt_, [&](const LoadProgress& p) {

@@ -19,7 +19,7 @@
 #include "comm/rank_context.h"
 #include "comm/transport.h"
 #include "launcher/command.h"
-#include "model/chatglm.h"
+#include "model/model.h"
 #include "planner/deployment.h"
 #include "planner/plan.h"
 #include "stage/stage_runner.h"
@@ -79,7 +79,7 @@ class Session {
   Deployment dep_;
   Plan plan_;
   std::unique_ptr<Checkpoint> ckpt_;
-  std::unique_ptr<ChatGLMShard> shard_;
+  std::unique_ptr<Shard> shard_;
   std::unique_ptr<Transport> transport_;
   std::unique_ptr<LivenessMonitor> liveness_;
   std::unique_ptr<StageRunner> runner_;

@@ -23,7 +23,7 @@
 
 #include "comm/rank_context.h"
 #include "comm/transport.h"
-#include "model/chatglm.h"
+#include "model/shard.h"
 #include "planner/plan.h"
 
 namespace glmpipe {
@@ -45,7 +45,7 @@ class StartupReporter {
   StartupReporter(const RankContext& ctx, Transport* transport, const Plan& plan, bool draw_bar);
   ~StartupReporter();
 
-  // The loader's callback (ChatGLMShard::load): this rank's progress.
+  // The loader's callback (Shard::load): this rank's progress.
   void on_progress(const LoadProgress& p);
   // This rank is ready. Other ranks send `mine` to rank 0; rank 0 waits (up to `timeout`) for every
   // rank, ends the progress line and, for a pipeline, prints summary() to stderr.

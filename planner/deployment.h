@@ -49,6 +49,9 @@ struct ModelSpec {
   std::string path;                // HF ChatGLM-6B directory (or one with only config.json for `plan`)
   std::string dtype = "float16";   // compute/storage dtype of float tensors: float32|float16|bfloat16
   std::string quantization;        // "" | "int8" | "int4" (weight-only, the four Linear layers per block)
+  // ChatGLM2/3, GLM-4 with rope_ratio != 1: "" (decide from the checkpoint, model/model_config.h) |
+  // "base_scale" | "position_interpolation"
+  std::string rope_mode;
 };
 
 struct KvCacheSpec {

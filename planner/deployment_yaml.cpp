@@ -102,13 +102,15 @@ class Reader {
 };
 
 void read_model(const Reader& rd, const YAML::Node& n, ModelSpec& m) {
-  rd.only_keys(n, "model", {"path", "dtype", "quantization"});
+  rd.only_keys(n, "model", {"path", "dtype", "quantization", "rope_mode"});
   if (n["path"]) m.path = rd.str(n["path"], "model.path");
   if (n["dtype"]) m.dtype = rd.choice(n["dtype"], "model.dtype", {"float32", "float16", "bfloat16"});
   if (n["quantization"]) {
     m.quantization = rd.choice(n["quantization"], "model.quantization", {"none", "int8", "int4"});
     if (m.quantization == "none") m.quantization.clear();
   }
+  if (n["rope_mode"])
+    m.rope_mode = rd.choice(n["rope_mode"], "model.rope_mode", {"base_scale", "position_interpolation"});
 }
 
 void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ranks) {

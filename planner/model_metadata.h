@@ -1,31 +1,34 @@
-// ModelMetadata: what the planner needs to know about a ChatGLM-6B checkpoint — the config and the
-// resident bytes of each placement unit, in pipeline order:
-//   transformer.word_embeddings, transformer.layers.0 .. transformer.layers.{L-1},
-//   transformer.final_layernorm, lm_head
+// ModelMetadata: what the planner needs to know about a checkpoint of any family — the config and
+// the resident bytes of each placement unit, in pipeline order, named as the family names its
+// modules (model/family.h):
+//   v1:  transformer.word_embeddings, transformer.layers.0 .. {L-1}, transformer.final_layernorm, lm_head
+//   v2+: transformer.embedding, transformer.encoder.layers.0 .. {L-1},
+//        transformer.encoder.final_layernorm, transformer.output_layer
 // Bytes are what the runtime keeps in memory, not what is on disk:
-//   * float tensors are converted to the compute dtype (the real checkpoint stores LayerNorms in
+//   * float tensors are converted to the compute dtype (the real v1 checkpoint stores LayerNorms in
 //     fp32 and everything else in fp16; at dtype float16 the LayerNorms count 2 bytes/element);
 //   * with int8/int4, the four Linear weights of each block count 1 byte / half a byte per weight
-//     plus one fp16 scale per output row (chatglm-spec §3); biases and LayerNorms stay float;
-//   * `rotary_emb.inv_freq` is recomputed by the model, so it counts 0.
-// The lm_head is tied to the embedding. When the checkpoint has no `lm_head.weight` (int4
+//     plus one fp16 scale per output row (chatglm-spec §3); biases and norms stay float;
+//   * the rotary inv_freq buffers are recomputed by the model, so they count 0.
+// v1's lm_head is tied to the embedding. When the checkpoint has no `lm_head.weight` (int4
 // checkpoints), the stage holding the head still needs the embedding matrix: the lm_head unit then
 // counts the embedding's bytes, and `lm_head_tied` tells the planner to count it once when the
-// embedding and the head share a stage.
+// embedding and the head share a stage. ChatGLM2/3 and GLM-4 have an untied output_layer.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "checkpoint/model_config.h"
+#include "model/family.h"
+#include "model/model_config.h"
 
 namespace glmpipe {
 
 class Checkpoint;
 
 struct UnitInfo {
-  std::string name;          // "transformer.word_embeddings" | "transformer.layers.N" | ... | "lm_head"
+  std::string name;          // the family's module name, e.g. "transformer.layers.N"
   int64_t weight_bytes = 0;  // resident bytes, see above
 };
 
@@ -43,6 +46,8 @@ struct ModelMetadata {
   const UnitInfo& final_layernorm() const { return units.at(units.size() - 2); }
   const UnitInfo& lm_head() const { return units.back(); }
   int64_t total_weight_bytes() const;  // every unit once (a tied head counted once)
+  // KV-cache bytes of one token in one block (K + V, the family's KV groups) at this dtype.
+  int64_t kv_bytes_per_token_layer() const;
 };
 
 // Bytes per element of a compute dtype: float32 4, float16/bfloat16 2. Error otherwise.
@@ -54,8 +59,8 @@ int64_t dtype_bytes(const std::string& dtype);
 ModelMetadata metadata_from_checkpoint(const Checkpoint& ckpt, const std::string& dtype,
                                        const std::string& quantization);
 
-// From the config alone, with ChatGLM-6B shapes (chatglm-spec §1.3). Mirrors the published files:
-// the float checkpoint stores lm_head.weight; the quantized ones do not (lm_head tied).
+// From the config alone, with the family's schema shapes. Mirrors the published files: the v1 float
+// checkpoint stores lm_head.weight; the quantized ones do not (lm_head tied).
 ModelMetadata synthesize_metadata(const ModelConfig& cfg, const std::string& dtype,
                                   const std::string& quantization);
 
@@ -65,15 +70,11 @@ ModelMetadata load_model_metadata(const std::string& dir, const std::string& dty
                                   const std::string& quantization);
 
 namespace detail {
-// Index into ModelMetadata::units of a checkpoint tensor; -1 for tensors the runtime ignores
-// (rotary_emb.inv_freq). Error naming the tensor for anything else.
-int unit_index_of(const std::string& tensor_name, int num_layers);
-// Resident bytes of one tensor (rules above). `stored_integer`: its on-disk dtype is int8/uint8,
-// i.e. it is already quantized, and counts `stored_bytes`.
-int64_t resident_bytes(const std::string& name, const std::vector<int64_t>& shape, bool stored_integer,
-                       int64_t stored_bytes, const std::string& dtype, const std::string& quantization);
-// The empty unit list (names, 0 bytes) for `num_layers` blocks.
-std::vector<UnitInfo> empty_units(int num_layers);
+// Resident bytes of one tensor of `schema` (rules above). `stored_integer`: its on-disk dtype is
+// int8/uint8, i.e. it is already quantized, and counts `stored_bytes`.
+int64_t resident_bytes(const TensorSpec* spec, const ModelSchema& schema, const std::vector<int64_t>& shape,
+                       bool stored_integer, int64_t stored_bytes, const std::string& dtype,
+                       const std::string& quantization);
 }  // namespace detail
 
 }  // namespace glmpipe

@@ -22,18 +22,30 @@ ModelMetadata metadata_from_checkpoint(const Checkpoint& ckpt, const std::string
       << ckpt.dir() << ": the checkpoint is quantized to " << stored << " (config.json quantization_bit "
       << bits << ") but the deployment asks for model.quantization " << quantization;
   m.quantization = stored.empty() ? quantization : stored;
+  const ModelSchema schema = model_schema(m.config);
   const int L = m.num_layers();
-  m.units = detail::empty_units(L);
+  for (const std::string& name : schema.units) m.units.push_back({name, 0});
+  const ParamSpec* head = nullptr;
+  for (const ParamSpec& p : schema.params)
+    if (p.kind == ParamKind::kHead) head = &p;
   for (const TensorInfo& t : ckpt.tensors()) {
-    int idx = detail::unit_index_of(t.name, L);
-    if (idx < 0) continue;
-    bool integer = t.dtype == at::kChar || t.dtype == at::kByte;
-    m.units[static_cast<size_t>(idx)].weight_bytes +=
-        detail::resident_bytes(t.name, t.shape, integer, t.nbytes, dtype, m.quantization);
+    const TensorSpec* spec = schema.find(t.name);
+    int unit = spec ? schema.param_of(*spec).unit : -1;
+    if (!spec) {  // not in the schema: counted with its block when it names one
+      const int64_t layer = schema.layer_of(t.name);
+      GLMPIPE_CHECK(layer >= 0 && layer < L)
+          << "tensor " << t.name << " belongs to no placement unit (known: the " << family_name(m.config.family)
+          << " tensors of " << schema.units.front() << ", " << schema.layer_prefix << "N, " << schema.units[L + 1]
+          << ", " << schema.units.back() << ")";
+      unit = 1 + static_cast<int>(layer);
+    }
+    const bool integer = t.dtype == at::kChar || t.dtype == at::kByte;
+    m.units[static_cast<size_t>(unit)].weight_bytes +=
+        detail::resident_bytes(spec, schema, t.shape, integer, t.nbytes, dtype, m.quantization);
   }
   GLMPIPE_CHECK(m.units.front().weight_bytes > 0)
-      << ckpt.dir() << ": no transformer.word_embeddings.weight in the checkpoint";
-  if (!ckpt.has("lm_head.weight")) {
+      << ckpt.dir() << ": no " << schema.params.front().name << " in the checkpoint";
+  if (head && !head->tied_to.empty() && !ckpt.has(head->name)) {
     m.lm_head_tied = true;
     m.units.back().weight_bytes = m.units.front().weight_bytes;
   }

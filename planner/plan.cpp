@@ -17,8 +17,8 @@ namespace glmpipe {
 // Byte counts are checked 64-bit products: one that overflows saturates at INT64_MAX, which no budget
 // holds (attempt() names the keys when even a single block overflows).
 int64_t kv_cache_bytes(const ModelMetadata& meta, const Deployment& dep, int blocks) {
-  return (CheckedI64(blocks) * 2 * dep.kv_cache.max_batch * dep.kv_cache.max_seq_len * meta.config.hidden_size *
-          dtype_bytes(meta.dtype))
+  // The family's KV geometry: v1 caches every head, ChatGLM2/3 and GLM-4 only the KV groups.
+  return (CheckedI64(blocks) * dep.kv_cache.max_batch * dep.kv_cache.max_seq_len * meta.kv_bytes_per_token_layer())
       .saturated();
 }
 
@@ -27,8 +27,7 @@ int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool 
   const ModelConfig& c = meta.config;
   CheckedI64 bytes = CheckedI64(2) * B * S * c.hidden_size * e;  // received + sent hidden states
   if (has_blocks)
-    bytes += B * S * (CheckedI64(3) * c.hidden_size + c.inner_hidden_size) * e +
-             B * c.num_attention_heads * S * S * 4;
+    bytes += B * S * block_activation_width(c) * e + B * c.num_attention_heads * S * S * 4;
   if (has_head) bytes += B * c.vocab_size * 4;
   return bytes.saturated();
 }
@@ -137,6 +136,10 @@ Plan assemble_plan(const CostModel& cm, const std::vector<int>& bounds, const st
   p.quantization = cm.meta().quantization;
   p.strategy = dep.placement;
   p.model_source = cm.meta().source;
+  p.model_family = family_name(cm.meta().config.family);
+  p.kv_heads = cm.meta().config.kv_heads();
+  p.head_dim = cm.meta().config.head_dim();
+  p.kv_bytes_per_token = cm.meta().kv_bytes_per_token_layer() * cm.meta().num_layers();
   for (int r = 0; r < cm.num_ranks(); ++r)
     p.stages.push_back(cm.stage(r, bounds[static_cast<size_t>(r)], bounds[static_cast<size_t>(r) + 1], disk));
   return p;

@@ -101,6 +101,10 @@ struct Plan {
   int64_t max_batch = 1, max_seq_len = 2048;
   std::string dtype, quantization, strategy;
   std::string model_source;
+  // The model's family and KV geometry (the KV cache holds kv_heads groups of head_dim per layer).
+  std::string model_family;
+  int64_t kv_heads = 0, head_dim = 0;
+  int64_t kv_bytes_per_token = 0;  // all layers, K + V, at the plan's dtype
 
   // Unit -> rank/device lines (like hf_device_map) and a bytes table per stage.
   std::string to_table() const;

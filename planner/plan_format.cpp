@@ -12,7 +12,11 @@ namespace glmpipe {
 std::string Plan::to_table() const {
   std::ostringstream os;
   os << "placement " << strategy << ", dtype " << dtype << (quantization.empty() ? "" : " " + quantization)
-     << ", kv_cache " << max_batch << " x " << max_seq_len << " tokens, model " << model_source << "\n\n";
+     << ", kv_cache " << max_batch << " x " << max_seq_len << " tokens, model " << model_source << "\n";
+  if (kv_bytes_per_token > 0)
+    os << "model family " << model_family << ": KV cache " << format_bytes(kv_bytes_per_token) << " per token ("
+       << kv_bytes_per_token << " B: K+V, " << kv_heads << " KV heads x " << head_dim << ", all layers)\n";
+  os << "\n";
   char line[512];
   std::snprintf(line, sizeof line, "%-32s %5s  %s\n", "unit", "rank", "device");
   os << line;
@@ -65,6 +69,10 @@ std::string Plan::to_json() const {
   j["max_batch"] = max_batch;
   j["max_seq_len"] = max_seq_len;
   j["model_source"] = model_source;
+  j["model_family"] = model_family;
+  j["kv_heads"] = kv_heads;
+  j["head_dim"] = head_dim;
+  j["kv_bytes_per_token"] = kv_bytes_per_token;
   j["num_stages"] = stages.size();
   nlohmann::ordered_json arr = nlohmann::ordered_json::array();
   nlohmann::ordered_json device_map = nlohmann::ordered_json::object();

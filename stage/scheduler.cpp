@@ -3,21 +3,9 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "model/family.h"
 
 namespace glmpipe {
-
-void glm_prompt_layout(const ModelConfig& cfg, const std::vector<int64_t>& ids, int64_t& ctx_len, int64_t& mask_pos) {
-  const int64_t n = static_cast<int64_t>(ids.size());
-  auto find = [&](int64_t tok) {
-    auto it = std::find(ids.begin(), ids.end(), tok);
-    return it == ids.end() ? int64_t(-1) : int64_t(it - ids.begin());
-  };
-  ctx_len = find(cfg.bos_token_id);
-  if (ctx_len < 0) ctx_len = n;
-  mask_pos = find(cfg.gmask_token_id);
-  if (mask_pos < 0) mask_pos = find(cfg.mask_token_id);
-  if (mask_pos < 0) mask_pos = std::max<int64_t>(ctx_len - 1, 0);
-}
 
 Scheduler::Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int micro_batches, TokenCallback on_token)
     : cfg_(cfg), max_seq_(max_seq), micro_batches_(std::max(1, micro_batches)), on_token_(std::move(on_token)) {
@@ -90,7 +78,9 @@ void Scheduler::admit_locked() {
     s.req = std::move(req);
     s.slot = free_slots_.back();
     free_slots_.pop_back();
-    glm_prompt_layout(cfg_, s.req.input_ids, s.ctx_len, s.mask_pos);
+    const PromptLayout layout = prompt_layout(cfg_, s.req.input_ids);  // the family's positions
+    s.ctx_len = layout.ctx_len;
+    s.mask_pos = layout.mask_pos;
     s.pending = s.req.input_ids;
     seqs_.emplace(id, std::move(s));
   }

@@ -73,7 +73,7 @@ class Scheduler {
     Request req;
     int64_t slot = -1;
     int64_t past = 0;  // tokens already in the KV cache
-    int64_t ctx_len = 0, mask_pos = 0;
+    int64_t ctx_len = 0, mask_pos = 0;  // prompt_layout() of the family (model/family.h)
     std::vector<int64_t> pending;  // input ids for the next step
     size_t forced_next = 0;
     bool in_flight = false;
@@ -97,10 +97,5 @@ class Scheduler {
   int64_t next_seq_id_ = 0;
   bool shutdown_ = false;
 };
-
-// The GLM layout of a prompt (spec §1.6): ctx_len = index of the first <sop> (the prompt length
-// when absent: the whole prompt is context); mask_pos = index of the first [gMASK], else [MASK],
-// else ctx_len − 1.
-void glm_prompt_layout(const ModelConfig& cfg, const std::vector<int64_t>& ids, int64_t& ctx_len, int64_t& mask_pos);
 
 }  // namespace glmpipe

@@ -56,7 +56,7 @@ std::string StageStats::summary(const RankContext& ctx) const {
   return s.str();
 }
 
-StageRunner::StageRunner(const RankContext& ctx, ChatGLMShard& shard, Transport* transport, const RunnerOptions& opts,
+StageRunner::StageRunner(const RankContext& ctx, Shard& shard, Transport* transport, const RunnerOptions& opts,
                          TokenCallback on_token)
     : ctx_(ctx), shard_(shard), transport_(transport), opts_(opts), cache_(shard.make_cache(opts.slots, opts.max_seq)) {
   GLMPIPE_CHECK(ctx.num_stages() == 1 || transport) << "a pipeline of " << ctx.num_stages() << " stages needs a transport";

@@ -22,7 +22,7 @@
 #include "comm/liveness.h"
 #include "comm/rank_context.h"
 #include "comm/transport.h"
-#include "model/chatglm.h"
+#include "model/model.h"
 #include "stage/scheduler.h"
 #include "stage/token_selector.h"
 
@@ -47,7 +47,7 @@ struct RunnerOptions {
 class StageRunner {
  public:
   // `transport` may be null when the world has one rank.
-  StageRunner(const RankContext& ctx, ChatGLMShard& shard, Transport* transport, const RunnerOptions& opts,
+  StageRunner(const RankContext& ctx, Shard& shard, Transport* transport, const RunnerOptions& opts,
               TokenCallback on_token = {});
 
   Scheduler& scheduler();  // first stage only
@@ -78,7 +78,7 @@ class StageRunner {
   void wait_reply(PendingRecv& rx, std::chrono::steady_clock::time_point since);
 
   RankContext ctx_;
-  ChatGLMShard& shard_;
+  Shard& shard_;
   Transport* transport_;
   RunnerOptions opts_;
   KVCache cache_;
