@@ -263,8 +263,8 @@ void Session::load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_
   ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head};
   ModelConfig cfg = ckpt_->config();
   if (!dep_.model.rope_mode.empty()) {
-    cfg.rope_mode = parse_rope_mode(dep_.model.rope_mode, "model.rope_mode");
-    cfg.rope_mode_reason = "model.rope_mode in the deployment";
+    cfg.rope_mode = parse_rope_mode(dep_.model.rope_mode, "rope_mode");
+    cfg.rope_mode_reason = "rope_mode in the deployment";
   }
   if (cfg.family != Family::kChatGLM && ctx_.rank() == 0)
     spdlog::info("model: {} family, {} layers, {} KV groups x {}, rope_ratio {} ({}: {})", family_name(cfg.family),

@@ -50,7 +50,7 @@ struct ModelSpec {
   std::string dtype = "float16";   // compute/storage dtype of float tensors: float32|float16|bfloat16
   std::string quantization;        // "" | "int8" | "int4" (weight-only, the four Linear layers per block)
   // ChatGLM2/3, GLM-4 with rope_ratio != 1: "" (decide from the checkpoint, model/model_config.h) |
-  // "base_scale" | "position_interpolation"
+  // "base_scale" | "position_interpolation". YAML: the top-level key `rope_mode:`.
   std::string rope_mode;
 };
 

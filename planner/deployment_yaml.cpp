@@ -102,15 +102,13 @@ class Reader {
 };
 
 void read_model(const Reader& rd, const YAML::Node& n, ModelSpec& m) {
-  rd.only_keys(n, "model", {"path", "dtype", "quantization", "rope_mode"});
+  rd.only_keys(n, "model", {"path", "dtype", "quantization"});
   if (n["path"]) m.path = rd.str(n["path"], "model.path");
   if (n["dtype"]) m.dtype = rd.choice(n["dtype"], "model.dtype", {"float32", "float16", "bfloat16"});
   if (n["quantization"]) {
     m.quantization = rd.choice(n["quantization"], "model.quantization", {"none", "int8", "int4"});
     if (m.quantization == "none") m.quantization.clear();
   }
-  if (n["rope_mode"])
-    m.rope_mode = rd.choice(n["rope_mode"], "model.rope_mode", {"base_scale", "position_interpolation"});
 }
 
 void read_ranks(const Reader& rd, const YAML::Node& n, std::vector<RankSpec>& ranks) {
@@ -278,9 +276,12 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
 
 void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
   rd.only_keys(root, "", {"model", "ranks", "placement", "kv_cache", "reserve", "gpu_reserve", "cpu_reserve",
-                          "disk", "generation", "mpi", "max_memory"});
+                          "disk", "generation", "mpi", "max_memory", "rope_mode"});
   if (!root["model"]) rd.fail("model", "missing (e.g. model: {path: /models/chatglm-6b, dtype: float16})");
   read_model(rd, root["model"], d.model);
+  // How rope_ratio is meant (ChatGLM2/3, GLM-4), overriding what the checkpoint suggests.
+  if (root["rope_mode"])
+    d.model.rope_mode = rd.choice(root["rope_mode"], "rope_mode", {"base_scale", "position_interpolation"});
   if (!root["ranks"] && !root["max_memory"])
     rd.fail("ranks", "missing (e.g. ranks: [{device: cuda:0, max_memory: 14GiB}], or accelerate's "
                      "max_memory: {0: 14GiB, cpu: 30GiB})");

@@ -21,7 +21,7 @@ std::string lower(std::string s) {
 // config.json alone does not say what rope_ratio means (chatglm2-family.md §1.2): THUDM's
 // chatglm2-6b-32k modeling file divides the position index by it, the ChatGLM3/GLM-4 files multiply
 // the base. Decided, in this order, from the modeling file shipped beside the weights, then from
-// _name_or_path / auto_map. A deployment may override it (set_rope_mode).
+// _name_or_path / auto_map. A deployment's top-level `rope_mode:` overrides it (launcher/session.cpp).
 void decide_rope_mode(const nlohmann::json& j, const std::string& file, ModelConfig& c) {
   const std::string dir = file.find('/') == std::string::npos ? "." : file.substr(0, file.rfind('/'));
   std::ifstream py(dir + "/modeling_chatglm.py");

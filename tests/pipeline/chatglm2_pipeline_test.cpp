@@ -31,10 +31,10 @@ test::RunResult glmpipe(const std::string& args) {
 
 bool have_torch() { return test::run_command(std::string(kPython) + " -c 'import torch, numpy'").exit_code == 0; }
 
-// A CPU deployment of `n` one-thread ranks.
+// A CPU deployment of `n` one-thread ranks (+ `extra` top-level YAML lines).
 std::string deployment(const std::string& dir, const std::string& name, int n, const std::string& placement,
-                       const std::string& model_extra = "") {
-  std::string y = "# test\nmodel: {path: unused, dtype: float32" + model_extra + "}\nranks:\n";
+                       const std::string& extra = "") {
+  std::string y = "# test\nmodel: {path: unused, dtype: float32}\n" + extra + "ranks:\n";
   for (int i = 0; i < n; ++i) y += "  - {device: cpu, max_memory: 2GiB, threads: 1}\n";
   y += "placement: " + placement + "\nkv_cache: {max_batch: 2, max_seq_len: 256}\nreserve: {cpu: 64MiB}\n";
   return write_file(dir + "/" + name + ".yaml", y);
@@ -107,7 +107,7 @@ TEST_F(ChatGLM2Cli, ForwardMatchesIndependentReference) {
   struct Case {
     std::string name, args, rope_mode, extra;
   };
-  const std::string pi_yaml = deployment(dir_, "pi_override", 1, "balanced", ", rope_mode: base_scale");
+  const std::string pi_yaml = deployment(dir_, "pi_override", 1, "balanced", "rope_mode: base_scale\n");
   const std::vector<Case> cases = {
       {"chatglm2", "--family chatglm2 --kv-groups 2", "base_scale", ""},
       {"glm4_mqa", "--family glm4 --kv-groups 1", "base_scale", ""},               // base x 500
