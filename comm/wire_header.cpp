@@ -13,6 +13,7 @@ const char* tag_name(Tag tag) {
     case Tag::kControl: return "control";
     case Tag::kProbe: return "probe";
     case Tag::kStartup: return "startup";
+    case Tag::kParams: return "params";
   }
   return "unknown-tag";
 }

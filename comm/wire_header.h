@@ -25,8 +25,9 @@ enum class Tag : uint16_t {
   kControl = 2,      // new request, cancel, shutdown
   kProbe = 3,        // liveness / benchmarks / tests
   kStartup = 4,      // start-up reports (load progress, memory, load time) to rank 0
+  kParams = 5,       // first stage -> last stage: a new sequence's sampling parameters
 };
-constexpr int kNumTags = 5;
+constexpr int kNumTags = 6;
 const char* tag_name(Tag tag);
 
 // Our own dtype codes (stable on the wire, unlike at::ScalarType's numbering).

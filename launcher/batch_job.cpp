@@ -19,19 +19,6 @@ namespace glmpipe {
 
 using json = nlohmann::json;
 
-SamplingParams sampling_defaults(const GenerationDefaults& g) {
-  SamplingParams p;
-  p.greedy = g.greedy;
-  p.temperature = g.temperature;
-  p.top_p = g.top_p;
-  p.top_k = g.top_k;
-  p.repetition_penalty = g.repetition_penalty;
-  p.seed = g.seed;
-  p.max_length = g.max_length;
-  p.max_new_tokens = g.max_new_tokens > 0 ? g.max_new_tokens : g.max_length;  // 0 = max_length only
-  return p;
-}
-
 namespace {
 
 std::string id_of(const json& j) {
@@ -42,45 +29,16 @@ std::string id_of(const json& j) {
   return "";
 }
 
-// Reads key `k` of `j` into `out` when present; returns an error message ("" when fine).
-std::string get_int(const json& j, const char* k, int64_t lo, int64_t& out) {
-  if (!j.contains(k)) return "";
-  const json& v = j[k];
-  if (!v.is_number_integer()) return std::string("\"") + k + "\" must be an integer";
-  const int64_t x = v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max())
-                        ? std::numeric_limits<int64_t>::max()
-                        : v.get<int64_t>();
-  if (x < lo) return std::string("\"") + k + "\" must be >= " + std::to_string(lo);
-  out = x;
-  return "";
-}
-
-std::string get_real(const json& j, const char* k, double lo, double hi, double& out) {
-  if (!j.contains(k)) return "";
-  const json& v = j[k];
-  if (!v.is_number()) return std::string("\"") + k + "\" must be a number";
-  const double x = v.get<double>();
-  if (!(x > lo && x <= hi))
-    return std::string("\"") + k + "\" must be in (" + json(lo).dump() + ", " + json(hi).dump() + "]";
-  out = x;
-  return "";
-}
-
-std::string read_params(const json& j, SamplingParams& p) {
-  std::string e;
-  if (j.contains("greedy")) {
-    if (!j["greedy"].is_boolean()) return "\"greedy\" must be true or false";
-    p.greedy = j["greedy"].get<bool>();
+// The sampling fields of a line: the request validator (common/sampling_params.h); "" when fine.
+std::string read_params(const json& j, SamplingParams& p, int64_t vocab_size) {
+  try {
+    read_sampling_fields(j, p, vocab_size);
+  } catch (const SamplingError& e) {
+    return "\"" + e.field() + "\": " + e.message();
   }
-  if (!(e = get_int(j, "max_new_tokens", 1, p.max_new_tokens)).empty()) return e;
-  if (!(e = get_int(j, "max_length", 1, p.max_length)).empty()) return e;
-  if (!(e = get_int(j, "top_k", 0, p.top_k)).empty()) return e;
-  int64_t seed = 0;
-  if (!(e = get_int(j, "seed", 0, seed)).empty()) return e;
-  if (j.contains("seed")) p.seed = static_cast<uint64_t>(seed);
-  if (!(e = get_real(j, "temperature", 0.0, 100.0, p.temperature)).empty()) return e;
-  if (!(e = get_real(j, "top_p", 0.0, 1.0, p.top_p)).empty()) return e;
-  if (!(e = get_real(j, "repetition_penalty", 0.0, 100.0, p.repetition_penalty)).empty()) return e;
+  if (j.contains("n") && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
+    return "\"n\": one choice per line (give each choice its own line and seed)";
+  if (j.contains("stream") && j["stream"] == true) return "\"stream\": batch results are written whole";
   return "";
 }
 
@@ -190,7 +148,7 @@ BatchInput parse_batch_line(const std::string& text, int64_t line, const Samplin
     in.error = "\"id\" must be a non-empty string or an integer";
     return in;
   }
-  if (auto e = read_params(j, in.params); !e.empty()) {
+  if (auto e = read_params(j, in.params, vocab_size); !e.empty()) {
     in.error = e;
     return in;
   }

@@ -6,8 +6,10 @@
 //   {"id": "a2", "prompt": "text"}                                   (needs a tokenizer)
 //   {"id": "a3", "history": [["q", "r"], ...], "prompt": "text"}     (chat prompt, needs a tokenizer)
 //   {"id": "a4", "messages": [{"role": "user", "content": "..."}]}   (needs a tokenizer)
-// Optional generation keys: max_new_tokens, greedy, temperature, top_p, top_k, repetition_penalty,
-// seed, max_length. Unknown keys are ignored.
+// Optional generation keys: the request fields of common/sampling_params.h, with the same names,
+// meaning and validator as over HTTP and in the YAML `generation:` defaults (max_tokens or
+// max_new_tokens, temperature (0 = greedy), greedy, top_p, top_k, repetition_penalty,
+// presence_penalty, frequency_penalty, logit_bias, seed, stop, max_length). Unknown keys are ignored.
 //
 // Output: JsonlAppender writes each record as one write() of the whole line + "\n", then fsync, so
 // a SIGKILL leaves at most a trailing partial line, which the next open drops (resume).
@@ -22,15 +24,11 @@
 #include <vector>
 
 #include "planner/deployment.h"
-#include "stage/sampler.h"
+#include "common/sampling_params.h"
 
 namespace glmpipe {
 
 class ChatGLMTokenizer;
-
-// Per-request defaults: the deployment's `generation:` section (max_new_tokens 0 = limited by
-// max_length only).
-SamplingParams sampling_defaults(const GenerationDefaults& g);
 
 struct BatchInput {
   int64_t line = 0;               // 1-based line number in the input file

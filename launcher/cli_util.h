@@ -3,10 +3,12 @@
 
 #include <CLI/CLI.hpp>
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "stage/sampler.h"
+#include "common/sampling_params.h"
 
 namespace glmpipe {
 
@@ -14,10 +16,20 @@ namespace glmpipe {
 std::vector<int64_t> parse_id_list(const std::string& text, const std::string& what);
 std::string join_ids(const std::vector<int64_t>& ids);
 
-struct SamplingFlags {
-  SamplingParams params;
-  bool greedy = false;
+// The sampling flags of a subcommand (--temperature, --top-p, ...). Only the flags given on the
+// command line override the defaults they are applied to (the deployment's `generation:` section,
+// else SamplingParams' built-in values), so a YAML default and a flag mean the same thing.
+class SamplingFlags {
+ public:
+  // Registers the flags on `app`.
+  void add_to(CLI::App& app);
+  // `base` with the given flags applied, validated (Error naming the flag).
+  SamplingParams over(const SamplingParams& base) const;
+
+ private:
+  SamplingParams values_;
+  std::vector<std::string> stop_;
+  std::vector<std::pair<CLI::Option*, std::function<void(SamplingParams&)>>> flags_;
 };
-void add_sampling_options(CLI::App& app, SamplingParams& p);
 
 }  // namespace glmpipe

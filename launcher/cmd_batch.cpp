@@ -89,7 +89,7 @@ class BatchJob {
           reported_.insert({j["line"].get<int64_t>(), j["error"].get<std::string>()});
     }
     load_tokenizer();
-    defaults_ = o.session.config.empty() ? SamplingParams{} : sampling_defaults(session.deployment().generation);
+    defaults_ = session.deployment().generation;
     // Pre-scan: the first line with an id owns it; lines whose id is already in OUT are skipped.
     for (size_t i = 0; i < lines_.size(); ++i) {
       if (blank(lines_[i])) continue;

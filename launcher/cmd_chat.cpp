@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "launcher/cli_util.h"
 #include "launcher/command.h"
+#include "launcher/openai_response.h"
 #include "launcher/session.h"
 #include "model/chat_prompt.h"
 #include "model/tokenizer.h"
@@ -27,7 +28,7 @@ namespace {
 
 struct ChatOptions {
   SessionOptions session;
-  SamplingParams sampling;
+  SamplingFlags sampling;
   std::string tokenizer;
 };
 
@@ -101,8 +102,7 @@ struct Repl {
     stream->seq_id = sched.submit(std::move(r));
     const int interrupts = g_interrupts.load();
     bool cancel_sent = false;
-    StreamDecoder decoder(tok);
-    std::vector<int> text_ids;
+    ChoiceText text(tok, params.stop);  // the answer, cut before a stop string
     TokenEvent ev;
     std::cout << "ChatGLM: " << std::flush;
     while (true) {
@@ -112,13 +112,18 @@ struct Repl {
       }
       if (!stream->next(ev, std::chrono::milliseconds(50))) continue;
       if (ev.token >= 0 && !(ev.finished && ev.finish_reason == "stop")) {
-        text_ids.push_back(static_cast<int>(ev.token));
-        std::cout << decoder.push(static_cast<int>(ev.token)) << std::flush;
+        if (text.push(static_cast<int>(ev.token))) {  // a stop string: the answer ends here
+          if (!ev.finished) sched.cancel(stream->seq_id);
+          ev.finished = true;
+          ev.finish_reason = "stop";
+        }
+        std::cout << text.take_stable() << std::flush;
       }
       if (ev.finished) break;
     }
     router.close(id);
-    std::cout << decoder.flush();
+    text.finish();
+    std::cout << text.take_stable();
     if (ev.finish_reason == "cancelled") {
       std::cout << "\n(answer cancelled)" << std::endl;
     } else if (ev.finish_reason == "error") {
@@ -129,7 +134,7 @@ struct Repl {
       if (stop) return false;
     } else {
       std::cout << std::endl;
-      history.emplace_back(query, postprocess_response(tok.decode(text_ids)));
+      history.emplace_back(query, postprocess_response(text.text()));
     }
     return true;
   }
@@ -179,7 +184,7 @@ void run_chat(ChatOptions o) {
   sigaction(SIGINT, &sa, nullptr);
   Scheduler& sched = session->runner().scheduler();
   std::atomic<bool> stop{false};
-  Repl repl{sched, router, tok, o.sampling, stop, {}};
+  Repl repl{sched, router, tok, o.sampling.over(session->deployment().generation), stop, {}};
   std::thread t([&] {
     try {
       repl.loop();
@@ -203,7 +208,7 @@ CommandRegistrar reg("chat", "Interactive chat on stdin/stdout (/reset, /history
                      [](CLI::App& sub) {
   auto o = std::make_shared<ChatOptions>();
   add_session_options(sub, o->session);
-  add_sampling_options(sub, o->sampling);
+  o->sampling.add_to(sub);
   sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
   sub.callback([o] { run_chat(*o); });
 });

@@ -1,4 +1,5 @@
-// `glmpipe serve --model DIR | --config C.yaml [--host 127.0.0.1] --port P`: an OpenAI-compatible
+// `glmpipe serve --model DIR | --config C.yaml [--host 127.0.0.1] --port P [--served-model-name NAME]...`:
+// an OpenAI-compatible
 // HTTP server (see launcher/http_server.h). The first stage runs the HTTP threads and the stage
 // loop (main thread); the other ranks of a pipeline only run their stage loop.
 // SIGTERM/SIGINT: stop accepting, drain in-flight requests for --drain-seconds, cancel the rest,
@@ -30,9 +31,10 @@ namespace {
 
 struct ServeOptions {
   SessionOptions session;
-  SamplingParams sampling;
+  SamplingFlags sampling;
   ServerOptions server;
   std::string tokenizer;
+  std::vector<std::string> served_names;
 };
 
 // Self-pipe: the signal handler only writes one byte; a watcher thread does the work.
@@ -89,8 +91,9 @@ void run_serve(ServeOptions o) {
   GLMPIPE_CHECK(access(tok_path.c_str(), R_OK) == 0)
       << "serve needs a tokenizer: " << tok_path << " is missing (put ice_text.model in the model dir or use --tokenizer)";
   auto tok = ChatGLMTokenizer::load(tok_path);
-  o.server.model_id = basename_of(session->model_dir());
-  o.server.defaults = o.sampling;
+  o.server.model_names = o.served_names;
+  if (o.server.model_names.empty()) o.server.model_names = {basename_of(session->model_dir())};
+  o.server.defaults = o.sampling.over(session->deployment().generation);
   o.server.slots = session->plan().max_batch;
   Scheduler& sched = session->runner().scheduler();
   StageRunner& runner = session->runner();
@@ -110,8 +113,9 @@ void run_serve(ServeOptions o) {
     health.silent_ranks = [lm] { return lm->silent_peers(std::max<Duration>(4 * lm->interval(), std::chrono::seconds(2))); };
   server.set_pipeline_health(std::move(health));
   server.start();
-  spdlog::info("serving {} on http://{}:{} (POST /v1/chat/completions, GET /v1/models /health /metrics)",
-               o.server.model_id, o.server.host, o.server.port);
+  spdlog::info("serving {} on http://{}:{} (POST /v1/chat/completions /v1/completions, GET /v1/models /health "
+               "/metrics /openapi.json)",
+               o.server.model_names[0], o.server.host, o.server.port);
   std::atomic<bool> stopping{false};
   std::thread watcher([&] {
     const int sig = wait_stop();
@@ -143,7 +147,9 @@ CommandRegistrar reg("serve", "OpenAI-compatible HTTP server (chat completions, 
                      [](CLI::App& sub) {
   auto o = std::make_shared<ServeOptions>();
   add_session_options(sub, o->session);
-  add_sampling_options(sub, o->sampling);
+  o->sampling.add_to(sub);
+  sub.add_option("--served-model-name", o->served_names,
+                 "the name clients give as \"model\" (repeat for aliases; default: the model folder's name)");
   sub.add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
   sub.add_option("--port", o->server.port, "TCP port (default 8000)");
   sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");

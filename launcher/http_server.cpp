@@ -13,9 +13,9 @@
 
 #include "common/error.h"
 #include "launcher/connection_guard.h"
+#include "launcher/openai_job.h"
 #include "launcher/openai_request.h"
-#include "launcher/openai_response.h"
-#include "model/chat_prompt.h"
+#include "launcher/openapi.h"
 
 namespace glmpipe {
 
@@ -53,19 +53,6 @@ const char* status_code_name(int status) {
 
 }  // namespace
 
-// One completion in flight: its router stream and token accounting.
-struct Completion {
-  std::string id;
-  std::shared_ptr<RequestRouter::Stream> stream;
-  Clock::time_point start = Clock::now(), last_token;
-  Clock::time_point gone_checked = Clock::now();  // when the client was last checked for a hang-up
-  int64_t prompt_tokens = 0, completion_tokens = 0;
-  std::vector<int> text_ids;  // generated ids that are text (not the final eos)
-  bool counted = false;       // holds one of the outstanding-completion places
-  bool finished = false;
-  std::string finish_reason, error;
-};
-
 struct ChatServer::Impl {
   Scheduler& sched;
   RequestRouter& router;
@@ -83,12 +70,18 @@ struct ChatServer::Impl {
   int64_t outstanding = 0;  // counted completions submitted and not released (guarded by submit_mu)
   std::atomic<bool> stopped{false};
   int64_t created = static_cast<int64_t>(std::time(nullptr));
+  ApiContext api;  // what requests are checked against
 
   Impl(Scheduler& s, RequestRouter& r, ServerMetrics& m, ChatGLMTokenizer t, const ModelConfig& c, ServerOptions o,
        std::function<MetricsSnapshot()> snap)
       : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(resolve(std::move(o))), snapshot(std::move(snap)),
         guard(ConnectionGuardOptions{std::chrono::milliseconds(static_cast<int64_t>(opt.read_timeout_s * 1000)),
-                                     opt.threads, std::chrono::milliseconds(200)}) {}
+                                     opt.threads, std::chrono::milliseconds(200)}) {
+    api.tokenizer = &tok;
+    api.model_names = opt.model_names;
+    api.defaults = opt.defaults;
+    api.vocab_size = cfg.vocab_size;
+  }
 
   // threads 0 → enough for every slot and queue place plus /health and /metrics.
   static ServerOptions resolve(ServerOptions o) {
@@ -103,82 +96,35 @@ struct ChatServer::Impl {
   }
 
   enum class Admit { kOk, kClosed, kFull };
-  // Registers and submits. `counted` completions are bounded by completion_limit() (the /health
-  // probe is not: it is bounded by its timeout).
-  Admit submit(Request r, Completion& c, bool counted = true) {
+  // One completion request's place among the outstanding ones (bounded by completion_limit(); the
+  // /health probe takes none: it is bounded by its timeout). Released when the last holder goes.
+  struct Place {
+    Impl* im;
+    ~Place() {
+      std::lock_guard<std::mutex> lock(im->submit_mu);
+      im->outstanding -= 1;
+    }
+  };
+  Admit reserve(std::shared_ptr<Place>& place) {
     std::lock_guard<std::mutex> lock(submit_mu);
     if (!accepting) return Admit::kClosed;
-    if (counted && outstanding >= completion_limit()) return Admit::kFull;
-    c.id = r.id;
-    c.prompt_tokens = static_cast<int64_t>(r.input_ids.size());
-    c.stream = router.open(r.id);
-    c.stream->seq_id = sched.submit(std::move(r));
-    if (counted) outstanding += 1, c.counted = true;
+    if (outstanding >= completion_limit()) return Admit::kFull;
+    outstanding += 1;
+    place.reset(new Place{this});
     return Admit::kOk;
   }
-  void release(Completion& c) {
-    if (!c.stream) return;
-    if (!c.finished && c.stream->seq_id >= 0) sched.cancel(c.stream->seq_id);
-    router.close(c.id);
-    c.stream.reset();
-    if (c.counted) {
-      std::lock_guard<std::mutex> lock(submit_mu);
-      outstanding -= 1;
-      c.counted = false;
-    }
+  // Registers and submits one sequence; false when the server no longer accepts work.
+  bool submit(Request r, std::shared_ptr<RequestRouter::Stream>& stream) {
+    std::lock_guard<std::mutex> lock(submit_mu);
+    if (!accepting) return false;
+    stream = router.open(r.id);
+    stream->seq_id = sched.submit(std::move(r));
+    return true;
   }
   // Every slot taken (a probe would only wait in the queue).
   bool all_slots_busy() {
     std::lock_guard<std::mutex> lock(submit_mu);
     return outstanding >= opt.slots || sched.queued() > 0;
-  }
-
-  // Waits for the next event of `c` and accounts for it; false (no event) as soon as `gone()` says
-  // the client left. Otherwise no deadline: every submitted sequence ends with a finished event,
-  // also on cancel, shutdown and abort, and a stalled pipeline ends the job (comm/liveness.h).
-  // `gone()` is asked every 200 ms, also while tokens keep coming.
-  bool next_event_or_gone(Completion& c, const std::function<bool()>& gone) {
-    constexpr auto kPoll = std::chrono::milliseconds(200);
-    TokenEvent ev;
-    while (true) {
-      const bool got = c.stream->next(ev, kPoll);
-      const auto now = Clock::now();
-      if (now - c.gone_checked >= kPoll) {
-        c.gone_checked = now;
-        if (gone()) return false;  // release() cancels the sequence (a finished one is ignored)
-      }
-      if (got) break;
-    }
-    account(c, ev);
-    return true;
-  }
-  void account(Completion& c, const TokenEvent& ev) {
-    if (ev.token >= 0) {
-      const auto now = Clock::now();
-      if (c.completion_tokens == 0)
-        metrics.time_to_first_token.observe(std::chrono::duration<double>(now - c.start).count());
-      else
-        metrics.inter_token.observe(std::chrono::duration<double>(now - c.last_token).count());
-      c.last_token = now;
-      c.completion_tokens += 1;
-      metrics.generated_tokens_total += 1;
-      if (!(ev.finished && ev.finish_reason == "stop")) c.text_ids.push_back(static_cast<int>(ev.token));
-    }
-    if (ev.finished) {
-      c.finished = true;
-      c.finish_reason = ev.finish_reason;
-      c.error = ev.error;
-    }
-  }
-
-  // A failure reported by the scheduler as the first event → the API error to answer with.
-  ApiError finish_error(const Completion& c) {
-    if (c.finish_reason == "error" && c.error.find("does not fit") != std::string::npos)
-      return ApiError{400, "This model's maximum context length is exceeded: " + c.error, "messages",
-                      "context_length_exceeded"};
-    if (c.finish_reason == "cancelled")
-      return ApiError{503, "the request was cancelled (server shutting down)", "", "", "server_error"};
-    return ApiError{500, "generation failed: " + c.error, "", "", "server_error"};
   }
 
   void send_error(httplib::Response& res, const ApiError& e) {
@@ -187,20 +133,21 @@ struct ChatServer::Impl {
     res.set_content(dump_json(error_body(e)), "application/json");
   }
 
-  void handle_completion(const httplib::Request& req, httplib::Response& res) {
+  // POST /v1/chat/completions and /v1/completions: parse, submit every choice's sequence (the first
+  // events decide the status), then one body or a server-sent-event stream ending in [DONE]. A
+  // client that hangs up before the answer is complete has its sequences cancelled.
+  void handle_completion(const httplib::Request& req, httplib::Response& res, Endpoint ep) {
     metrics.requests_total += 1;
-    bool stream = false;
-    Request r;
+    std::shared_ptr<CompletionJob> job;
     try {
-      ChatRequest cr = parse_chat_request(req.body, ApiContext{&tok, opt.model_id, opt.defaults});
-      r = std::move(cr.request);
-      stream = cr.stream;
+      ApiRequest ar = ep == Endpoint::kChat ? parse_chat_request(req.body, api) : parse_completion_request(req.body, api);
+      job = std::make_shared<CompletionJob>(std::move(ar), router.new_request_id(ep == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
+                                            tok, sched, router, metrics);
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
-    r.id = router.new_request_id("chatcmpl-");
-    auto c = std::make_shared<Completion>();
-    switch (submit(std::move(r), *c)) {
+    std::shared_ptr<Place> place;
+    switch (reserve(place)) {
       case Admit::kOk: break;
       case Admit::kClosed: return send_error(res, ApiError{503, "the server is shutting down", "", "", "server_error"});
       case Admit::kFull:
@@ -210,79 +157,57 @@ struct ChatServer::Impl {
                                             " are in flight or queued; retry later",
                                         "", "rate_limit_exceeded", "requests"});
     }
-    metrics.in_flight += 1;
     guard.request_started(req.remote_addr, req.remote_port);
-    // A client that hangs up before the answer is complete has its sequence cancelled.
     auto gone = [this, addr = req.remote_addr, port = req.remote_port] { return guard.peer_closed(addr, port); };
-    auto abandon = [&](const char* when) {
-      spdlog::info("{}: client went away {}; cancelling", c->id, when);
-      release(*c);
-      metrics.in_flight -= 1;
-    };
-    // The first event decides the status: an admission error is an ordinary 4xx/5xx response.
-    if (!next_event_or_gone(*c, gone)) return abandon("before the first token");
-    if (c->finished && c->completion_tokens == 0) {
-      const ApiError e = finish_error(*c);
-      release(*c);
-      metrics.in_flight -= 1;
+    auto abandon = [&](const char* when) { spdlog::info("{}: client went away {}; cancelling", job->id(), when); };
+    try {
+      if (!job->start([this](Request r, std::shared_ptr<RequestRouter::Stream>& s) { return submit(std::move(r), s); },
+                      gone))
+        return abandon("before the first token");
+    } catch (const ApiError& e) {
       return send_error(res, e);
     }
-    if (!stream) {
-      while (!c->finished)
-        if (!next_event_or_gone(*c, gone)) return abandon("before the (non-streamed) answer");
-      release(*c);
+    metrics.in_flight += 1;
+    if (!job->stream()) {
+      json out;
+      bool complete = false;
+      try {
+        complete = job->run_to_end(out, gone);
+      } catch (const ApiError& e) {
+        metrics.in_flight -= 1;
+        return send_error(res, e);
+      }
       metrics.in_flight -= 1;
-      if (c->finish_reason != "stop" && c->finish_reason != "length") return send_error(res, finish_error(*c));
-      json out = chat_completion(c->id, opt.model_id, postprocess_response(tok.decode(c->text_ids)), c->finish_reason,
-                                 c->prompt_tokens, c->completion_tokens);
+      if (!complete) return abandon("before the (non-streamed) answer");
       res.set_content(dump_json(out), "application/json");
       return;
     }
-    // Streaming: role chunk, content chunks as text becomes stable, final chunk, [DONE].
-    struct StreamState {
-      std::shared_ptr<Completion> c;
-      StreamDecoder decoder;
-      size_t fed = 0;  // text ids already pushed to the decoder
-      int phase = 0;   // 0: role, 1: content, 2: done
-    };
-    auto st = std::make_shared<StreamState>(StreamState{c, StreamDecoder(tok)});
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
+    auto ended = std::make_shared<bool>(false);
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, st, gone](size_t, httplib::DataSink& sink) {
-          auto send = [&](const json& j) {
-            const std::string line = "data: " + dump_json(j) + "\n\n";
-            return sink.write(line.data(), line.size());
-          };
-          Completion& c = *st->c;
-          if (st->phase == 0) {
-            st->phase = 1;
-            return send(chat_chunk(c.id, opt.model_id, json{{"role", "assistant"}, {"content", ""}}, nullptr));
-          }
-          if (st->phase == 2) {
-            static const std::string done = "data: [DONE]\n\n";
-            sink.write(done.data(), done.size());
-            sink.done();
-            return true;
-          }
+        [job, ended, gone](size_t, httplib::DataSink& sink) {
+          std::vector<json> chunks;
+          bool done = false;
+          job->next_chunks(chunks, done, std::chrono::milliseconds(200));
           // A client that left while no token came (queued, or a long prefill) is noticed here.
-          if (st->fed == c.text_ids.size() && !c.finished && !next_event_or_gone(c, gone)) return false;
-          std::string text;
-          for (; st->fed < c.text_ids.size(); ++st->fed) text += st->decoder.push(c.text_ids[st->fed]);
-          if (c.finished) text += st->decoder.flush();
-          if (!text.empty() && !send(chat_chunk(c.id, opt.model_id, json{{"content", text}}, nullptr))) return false;
-          if (c.finished) {
-            st->phase = 2;
-            const std::string reason = c.finish_reason == "error" ? "error" : c.finish_reason;
-            return send(chat_chunk(c.id, opt.model_id, json::object(), reason));
+          if (chunks.empty() && !done && gone()) return false;
+          for (const auto& c : chunks) {
+            const std::string line = "data: " + dump_json(c) + "\n\n";
+            if (!sink.write(line.data(), line.size())) return false;
+          }
+          if (done) {
+            static const std::string kDone = "data: [DONE]\n\n";
+            *ended = true;
+            sink.write(kDone.data(), kDone.size());
+            sink.done();
           }
           return true;
         },
-        [this, st](bool success) {
-          if (!st->c->finished)
-            spdlog::info("{}: client went away mid-stream (success={}); cancelling", st->c->id, success);
-          release(*st->c);
+        [this, job, ended, place](bool success) {
+          if (!*ended) spdlog::info("{}: client went away mid-stream (success={}); cancelling", job->id(), success);
+          job->release_all();
           metrics.in_flight -= 1;
         });
   }
@@ -314,29 +239,34 @@ struct ChatServer::Impl {
     r.input_ids = {cfg.gmask_token_id, cfg.bos_token_id};
     r.params.greedy = true;
     r.params.max_new_tokens = 1;
-    Completion c;
-    if (submit(std::move(r), c, /*counted=*/false) != Admit::kOk) {
+    const std::string id = r.id;
+    const auto start = Clock::now();
+    std::shared_ptr<RequestRouter::Stream> stream;
+    if (!submit(std::move(r), stream)) {
       res.status = 503;
       res.set_content(dump_json(json{{"status", "shutting down"}}), "application/json");
       return;
     }
-    const auto deadline = Clock::now() + std::chrono::duration<double>(opt.health_timeout_s);
+    const auto deadline = start + std::chrono::duration<double>(opt.health_timeout_s);
     TokenEvent ev;
-    while (!c.finished && Clock::now() < deadline) {
-      if (!c.stream->next(ev, std::chrono::milliseconds(50))) continue;
+    bool finished = false;
+    std::string reason, error;
+    while (!finished && Clock::now() < deadline) {
+      if (!stream->next(ev, std::chrono::milliseconds(50))) continue;
       if (ev.finished) {
-        c.finished = true;
-        c.finish_reason = ev.finish_reason;
-        c.error = ev.error;
+        finished = true;
+        reason = ev.finish_reason;
+        error = ev.error;
       }
     }
-    const double took = since(c.start);
-    const bool ok = c.finished && (c.finish_reason == "stop" || c.finish_reason == "length");
+    const double took = since(start);
+    const bool ok = finished && (reason == "stop" || reason == "length");
     json body = ok ? json{{"status", "ok"}, {"probe_seconds", took}}
                    : json{{"status", "unavailable"},
-                          {"error", c.finished ? "probe ended with " + c.finish_reason + ": " + c.error
-                                               : "no token within " + std::to_string(opt.health_timeout_s) + " s"}};
-    release(c);
+                          {"error", finished ? "probe ended with " + reason + ": " + error
+                                             : "no token within " + std::to_string(opt.health_timeout_s) + " s"}};
+    if (!finished && stream->seq_id >= 0) sched.cancel(stream->seq_id);
+    router.close(id);
     res.status = ok ? 200 : 503;
     res.set_content(dump_json(body), "application/json");
   }
@@ -348,10 +278,18 @@ struct ChatServer::Impl {
       int yes = 1;
       setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
     });
-    svr.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& s) { handle_completion(q, s); });
+    svr.Post("/v1/chat/completions",
+             [this](const httplib::Request& q, httplib::Response& s) { handle_completion(q, s, Endpoint::kChat); });
+    svr.Post("/v1/completions",
+             [this](const httplib::Request& q, httplib::Response& s) { handle_completion(q, s, Endpoint::kCompletions); });
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& s) {
-      json m = {{"id", opt.model_id}, {"object", "model"}, {"created", created}, {"owned_by", "glmpipe"}};
-      s.set_content(dump_json(json{{"object", "list"}, {"data", json::array({m})}}), "application/json");
+      json data = json::array();
+      for (const auto& name : api.model_names)
+        data.push_back({{"id", name}, {"object", "model"}, {"created", created}, {"owned_by", "glmpipe"}});
+      s.set_content(dump_json(json{{"object", "list"}, {"data", data}}), "application/json");
+    });
+    svr.Get("/openapi.json", [](const httplib::Request&, httplib::Response& s) {
+      s.set_content(openapi_json(), "application/json");
     });
     svr.Get("/health", [this](const httplib::Request& q, httplib::Response& s) {
       guard.request_started(q.remote_addr, q.remote_port);

@@ -2,15 +2,19 @@
 // worker threads of the first stage while the stage loop runs on the main thread.
 //
 //   POST /v1/chat/completions   OpenAI chat completions (stream=true: server-sent events)
-//   GET  /v1/models             the served model (id = basename of the model directory)
+//   POST /v1/completions        OpenAI (legacy) text completions
+//   GET  /v1/models             the served names (--served-model-name; default the model folder's name)
+//   GET  /openapi.json          the OpenAPI description (launcher/openapi.json)
 //   GET  /health                liveness: every rank answers heartbeats and the pipeline makes
 //                               progress (a one-token probe when a slot is free; while every slot is
 //                               busy, a token within health_timeout_s); 200 or 503
 //   GET  /metrics               Prometheus text (see launcher/metrics.h)
 //
-// Requests become scheduler Requests (continuous batching); their TokenEvents reach the handler
-// through a RequestRouter stream. A client that disconnects has its sequence cancelled (streamed:
-// at the next write; non-streamed: ConnectionGuard notices the closed socket).
+// Request/response shapes: launcher/openai_request.h, openai_response.h; a request in flight
+// (one scheduler Request per choice, continuous batching) is a CompletionJob (openai_job.h),
+// whose TokenEvents arrive through RequestRouter streams. A client that disconnects has its
+// sequences cancelled (streamed: at the next write; non-streamed: ConnectionGuard notices the
+// closed socket).
 //
 // Self-defence (launcher/connection_guard.h): a read deadline for each request's head and body, a
 // connection cap (the oldest idle or slow connections are closed first), and a bound on the
@@ -22,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "checkpoint/model_config.h"
 #include "launcher/metrics.h"
@@ -35,7 +40,7 @@ namespace glmpipe {
 struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8000;
-  std::string model_id;      // "model" reported and accepted (basename of the model dir)
+  std::vector<std::string> model_names;  // "model" names accepted; [0] is reported by default
   SamplingParams defaults;   // used for fields a request leaves out (max_tokens → max_new_tokens)
   double health_timeout_s = 5;
   double drain_s = 3;        // on shutdown: wait this long for in-flight requests, then cancel

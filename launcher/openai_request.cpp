@@ -1,7 +1,6 @@
 #include "launcher/openai_request.h"
 
 #include <random>
-#include <vector>
 
 #include "common/error.h"
 #include "model/chat_prompt.h"
@@ -19,7 +18,17 @@ json error_body(const ApiError& e) {
 
 std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-ChatRequest parse_chat_request(const std::string& body, const ApiContext& ctx) {
+namespace {
+
+constexpr int64_t kMaxChoices = 64;
+
+[[noreturn]] void refuse(const std::string& param, const std::string& message, const std::string& code = "invalid_value") {
+  throw ApiError{400, message, param, code};
+}
+
+bool given(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
+
+json parse_object(const std::string& body) {
   json j;
   try {
     j = json::parse(body);
@@ -27,71 +36,203 @@ ChatRequest parse_chat_request(const std::string& body, const ApiContext& ctx) {
     throw ApiError{400, std::string("malformed JSON body: ") + e.what(), "", "invalid_json"};
   }
   if (!j.is_object()) throw ApiError{400, "the request body must be a JSON object", "", "invalid_json"};
-  if (j.contains("model") && !j["model"].is_null()) {
-    if (!j["model"].is_string()) throw ApiError{400, "'model' must be a string", "model", "invalid_type"};
-    if (j["model"].get<std::string>() != ctx.model_id)
-      throw ApiError{404, "The model '" + j["model"].get<std::string>() + "' does not exist (this server serves '" +
-                              ctx.model_id + "')",
-                     "model", "model_not_found"};
+  return j;
+}
+
+std::string model_name(const json& j, const ApiContext& ctx) {
+  if (!given(j, "model")) return ctx.model_names.at(0);
+  if (!j["model"].is_string()) refuse("model", "'model' must be a string", "invalid_type");
+  const std::string m = j["model"].get<std::string>();
+  for (const auto& n : ctx.model_names)
+    if (n == m) return m;
+  std::string served;
+  for (const auto& n : ctx.model_names) served += (served.empty() ? "'" : ", '") + n + "'";
+  throw ApiError{404, "The model '" + m + "' does not exist (this server serves " + served + ")", "model",
+                 "model_not_found"};
+}
+
+bool boolean(const json& j, const char* key, bool dflt) {
+  if (!given(j, key)) return dflt;
+  if (!j[key].is_boolean()) refuse(key, std::string("'") + key + "' must be a boolean", "invalid_type");
+  return j[key].get<bool>();
+}
+
+int64_t integer(const json& j, const char* key, int64_t lo, int64_t hi, int64_t dflt) {
+  if (!given(j, key)) return dflt;
+  if (!j[key].is_number_integer()) refuse(key, std::string("'") + key + "' must be an integer", "invalid_type");
+  const int64_t v = j[key].get<int64_t>();
+  if (v < lo || v > hi)
+    refuse(key, std::string("'") + key + "' must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  return v;
+}
+
+// Fields OpenAI defines that this server does not implement: present and not null/default → 400.
+void refuse_unsupported(const json& j, std::initializer_list<const char*> keys) {
+  for (const char* k : keys)
+    if (given(j, k)) refuse(k, std::string("'") + k + "' is not supported by this server", "unsupported_parameter");
+}
+
+// The fields both endpoints share: sampling (the common validator), n, stream, user.
+void read_common(const json& j, const ApiContext& ctx, ApiRequest& r) {
+  r.model = model_name(j, ctx);
+  r.params = ctx.defaults;
+  const bool seeded = given(j, "seed");
+  try {
+    read_sampling_fields(j, r.params, ctx.vocab_size);
+  } catch (const SamplingError& e) {
+    refuse(e.field(), "'" + e.field() + "': " + e.message());
   }
-  if (!j.contains("messages")) throw ApiError{400, "'messages' is a required property", "messages", "missing_required_parameter"};
+  if (!seeded) r.params.seed = std::random_device{}() | (uint64_t(std::random_device{}()) << 32);
+  r.n = integer(j, "n", 1, kMaxChoices, 1);
+  r.stream = boolean(j, "stream", false);
+  if (given(j, "stream_options")) {
+    const json& so = j["stream_options"];
+    if (!so.is_object()) refuse("stream_options", "'stream_options' must be an object", "invalid_type");
+    if (!r.stream) refuse("stream_options", "'stream_options' is only allowed when 'stream' is true");
+    r.include_usage = boolean(so, "include_usage", false);
+  }
+  if (given(j, "user") && !j["user"].is_string()) refuse("user", "'user' must be a string", "invalid_type");
+  refuse_unsupported(j, {"prediction", "web_search_options", "audio", "reasoning_effort", "verbosity", "moderation"});
+  if (given(j, "store") && boolean(j, "store", false)) refuse("store", "'store' is not supported by this server (no storage)");
+}
+
+std::string message_text(const json& m) {
+  const json& c = m["content"];
+  if (c.is_string()) return c.get<std::string>();
+  if (c.is_array()) {  // content parts: text only
+    std::string text;
+    for (const auto& part : c) {
+      if (!part.is_object() || !part.contains("type") || part["type"] != "text" || !part.contains("text") ||
+          !part["text"].is_string())
+        refuse("messages", "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported", "invalid_type");
+      text += part["text"].get<std::string>();
+    }
+    return text;
+  }
+  refuse("messages", "each message must have a string (or text-parts) 'content'", "invalid_type");
+}
+
+std::string chat_prompt(const json& j) {
+  if (!j.contains("messages")) refuse("messages", "'messages' is a required property", "missing_required_parameter");
   const json& msgs = j["messages"];
-  if (!msgs.is_array() || msgs.empty())
-    throw ApiError{400, "'messages' must be a non-empty array", "messages", "invalid_type"};
+  if (!msgs.is_array() || msgs.empty()) refuse("messages", "'messages' must be a non-empty array", "invalid_type");
   std::vector<ChatMessage> messages;
   for (const auto& m : msgs) {
-    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
-        !m["content"].is_string())
-      throw ApiError{400, "each message must be an object with string 'role' and 'content'", "messages", "invalid_type"};
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content"))
+      refuse("messages", "each message must be an object with string 'role' and 'content'", "invalid_type");
+    if (given(m, "tool_calls")) refuse("messages", "assistant 'tool_calls' messages need a model with tool calling");
+    std::string role = m["role"].get<std::string>();
+    if (role == "developer") role = "system";  // OpenAI's newer name for the system message
+    messages.push_back({role, message_text(m)});
   }
-  std::string prompt;
   try {
-    prompt = build_prompt_from_messages(messages);
+    return build_prompt_from_messages(messages);
   } catch (const Error& e) {
-    throw ApiError{400, std::string("invalid messages: ") + e.what(), "messages", "invalid_value"};
+    refuse("messages", std::string("invalid messages: ") + e.what());
   }
-  SamplingParams p = ctx.defaults;
-  p.seed = std::random_device{}();
-  auto number = [&](const char* key, double& out) {
-    if (!j.contains(key) || j[key].is_null()) return false;
-    if (!j[key].is_number()) throw ApiError{400, std::string("'") + key + "' must be a number", key, "invalid_type"};
-    out = j[key].get<double>();
-    return true;
-  };
-  double t = 0;
-  if (number("temperature", t)) {
-    if (!(t >= 0)) throw ApiError{400, "'temperature' must be >= 0", "temperature", "invalid_value"};
-    p.temperature = t;
-    p.greedy = t == 0;
+}
+
+void read_tools(const json& j, const ApiContext& ctx) {
+  const bool tools = given(j, "tools") && !(j["tools"].is_array() && j["tools"].empty());
+  if (tools && !ctx.tool_calling)
+    refuse("tools", "this model family has no tool-call format: 'tools' cannot be honoured");
+  if (given(j, "tool_choice") && !(j["tool_choice"].is_string() && j["tool_choice"] == "none") && !ctx.tool_calling)
+    refuse("tool_choice", "this model family has no tool-call format: only tool_choice \"none\" is possible");
+  if (tools) refuse("tools", "tool calling is not implemented for this model yet");
+  refuse_unsupported(j, {"functions", "function_call"});
+}
+
+void read_response_format(const json& j) {
+  if (!given(j, "response_format")) return;
+  const json& f = j["response_format"];
+  if (!f.is_object() || !f.contains("type") || !f["type"].is_string())
+    refuse("response_format", "'response_format' must be an object with a string 'type'", "invalid_type");
+  if (f["type"] != "text")
+    refuse("response_format", "response_format type '" + f["type"].get<std::string>() +
+                                  "' is not supported (no constrained decoding): only 'text'");
+}
+
+std::vector<int64_t> encode(const ApiContext& ctx, const std::string& text) {
+  std::vector<int64_t> ids;
+  for (int id : ctx.tokenizer->encode(text)) ids.push_back(id);
+  return ids;
+}
+
+ApiPrompt id_prompt(const json& a, const ApiContext& ctx) {
+  ApiPrompt p;
+  std::vector<int> ints;
+  for (const auto& v : a) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || (ctx.vocab_size > 0 && v.get<int64_t>() >= ctx.vocab_size))
+      refuse("prompt", "token id " + v.dump() + " is outside the vocabulary");
+    p.ids.push_back(v.get<int64_t>());
+    ints.push_back(v.get<int>());
   }
-  double tp = 0;
-  if (number("top_p", tp)) {
-    if (!(tp > 0 && tp <= 1)) throw ApiError{400, "'top_p' must be in (0, 1]", "top_p", "invalid_value"};
-    p.top_p = tp;
+  if (p.ids.empty()) refuse("prompt", "an empty token list is not a prompt");
+  p.text = ctx.tokenizer->decode(ints);
+  return p;
+}
+
+// prompt: a string, an array of strings, an array of token ids or an array of such arrays.
+std::vector<ApiPrompt> completion_prompts(const json& j, const ApiContext& ctx) {
+  if (!given(j, "prompt")) refuse("prompt", "'prompt' is a required property", "missing_required_parameter");
+  const json& p = j["prompt"];
+  std::vector<ApiPrompt> out;
+  if (p.is_string()) {
+    out.push_back({encode(ctx, p.get<std::string>()), p.get<std::string>()});
+  } else if (p.is_array() && !p.empty() && p[0].is_number_integer()) {
+    out.push_back(id_prompt(p, ctx));
+  } else if (p.is_array() && !p.empty()) {
+    for (const auto& x : p) {
+      if (x.is_string())
+        out.push_back({encode(ctx, x.get<std::string>()), x.get<std::string>()});
+      else if (x.is_array())
+        out.push_back(id_prompt(x, ctx));
+      else
+        refuse("prompt", "'prompt' must be a string, an array of strings or of token-id arrays", "invalid_type");
+    }
+  } else {
+    refuse("prompt", "'prompt' must be a non-empty string or array", "invalid_type");
   }
-  if (j.contains("max_tokens") && !j["max_tokens"].is_null()) {
-    if (!j["max_tokens"].is_number_integer())
-      throw ApiError{400, "'max_tokens' must be an integer", "max_tokens", "invalid_type"};
-    const int64_t mt = j["max_tokens"].get<int64_t>();
-    if (mt <= 0) throw ApiError{400, "'max_tokens' must be > 0", "max_tokens", "invalid_value"};
-    p.max_new_tokens = mt;
-  }
-  if (j.contains("seed") && !j["seed"].is_null()) {
-    if (!j["seed"].is_number_integer() || j["seed"].get<int64_t>() < 0)
-      throw ApiError{400, "'seed' must be a non-negative integer", "seed", "invalid_type"};
-    p.seed = j["seed"].get<uint64_t>();
-  }
-  if (j.contains("n") && !j["n"].is_null() && !(j["n"].is_number_integer() && j["n"].get<int64_t>() == 1))
-    throw ApiError{400, "only n = 1 is supported", "n", "invalid_value"};
-  ChatRequest out;
-  if (j.contains("stream") && !j["stream"].is_null()) {
-    if (!j["stream"].is_boolean()) throw ApiError{400, "'stream' must be a boolean", "stream", "invalid_type"};
-    out.stream = j["stream"].get<bool>();
-  }
-  out.request.params = p;
-  for (int id : ctx.tokenizer->encode(prompt)) out.request.input_ids.push_back(id);
   return out;
+}
+
+}  // namespace
+
+ApiRequest parse_chat_request(const std::string& body, const ApiContext& ctx) {
+  const json j = parse_object(body);
+  ApiRequest r;
+  r.endpoint = Endpoint::kChat;
+  const std::string prompt = chat_prompt(j);
+  read_common(j, ctx, r);
+  if (boolean(j, "logprobs", false)) {
+    r.params.top_logprobs = integer(j, "top_logprobs", 0, kMaxTopLogprobs, 0);
+  } else if (given(j, "top_logprobs")) {
+    refuse("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+  }
+  read_tools(j, ctx);
+  read_response_format(j);
+  if (given(j, "modalities") && !(j["modalities"].is_array() && j["modalities"].size() == 1 && j["modalities"][0] == "text"))
+    refuse("modalities", "only the \"text\" modality is supported", "unsupported_parameter");
+  if (given(j, "parallel_tool_calls") && !j["parallel_tool_calls"].is_boolean())
+    refuse("parallel_tool_calls", "'parallel_tool_calls' must be a boolean", "invalid_type");
+  r.prompts.push_back({encode(ctx, prompt), ""});
+  return r;
+}
+
+ApiRequest parse_completion_request(const std::string& body, const ApiContext& ctx) {
+  const json j = parse_object(body);
+  ApiRequest r;
+  r.endpoint = Endpoint::kCompletions;
+  r.prompts = completion_prompts(j, ctx);
+  read_common(j, ctx, r);
+  if (given(j, "logprobs")) r.params.top_logprobs = integer(j, "logprobs", 0, kMaxTopLogprobs, 0);
+  r.echo = boolean(j, "echo", false);
+  if (r.echo && r.params.top_logprobs >= 0)
+    refuse("echo", "'echo' with 'logprobs' (prompt-token logprobs) is not supported", "unsupported_parameter");
+  if (given(j, "suffix") && !(j["suffix"].is_string() && j["suffix"].get<std::string>().empty()))
+    refuse("suffix", "'suffix' (insertion) is not supported by this model", "unsupported_parameter");
+  if (integer(j, "best_of", 1, kMaxChoices, 1) != 1) refuse("best_of", "'best_of' > 1 is not supported", "unsupported_parameter");
+  return r;
 }
 
 }  // namespace glmpipe

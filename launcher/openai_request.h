@@ -1,15 +1,22 @@
 // The request side of the OpenAI-compatible API (`glmpipe serve`): JSON request bodies → what the
 // scheduler runs, and the OpenAI error body every 4xx/5xx answer carries. No HTTP here: the
 // transport (cpp-httplib, connection handling) lives in launcher/http_server.cpp.
+//
+// Every field OpenAI defines for /v1/chat/completions and /v1/completions is either honoured or
+// refused with a 400 whose `param` names it; unknown fields are ignored, as OpenAI does. The
+// sampling fields are read by the project's one validator (common/sampling_params.h), so they mean
+// the same here as in `batch` lines and the YAML `generation:` defaults. Extensions accepted on
+// both endpoints: top_k, repetition_penalty, greedy, max_length.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <string>
+#include <vector>
 
+#include "common/sampling_params.h"
 #include "model/tokenizer.h"
-#include "stage/sampler.h"
-#include "stage/scheduler.h"
 
 namespace glmpipe {
 
@@ -29,17 +36,33 @@ std::string dump_json(const nlohmann::json& j);
 // What a request is checked against.
 struct ApiContext {
   const ChatGLMTokenizer* tokenizer = nullptr;
-  std::string model_id;     // the served model name
-  SamplingParams defaults;  // for fields a request leaves out
+  std::vector<std::string> model_names;  // the served names (aliases); [0] is the primary one
+  SamplingParams defaults;               // for fields a request leaves out
+  int64_t vocab_size = 0;                // bounds logit_bias ids
+  bool tool_calling = false;             // the model family has a tool-call format
 };
 
-// A validated chat-completions request.
-struct ChatRequest {
-  Request request;  // prompt ids and sampling parameters (id left empty)
+enum class Endpoint { kChat, kCompletions };
+
+struct ApiPrompt {
+  std::vector<int64_t> ids;  // special tokens included
+  std::string text;          // completions: the prompt as given (for echo)
+};
+
+// A validated request: one sequence per (prompt, choice) pair, choice index = prompt * n + i.
+struct ApiRequest {
+  Endpoint endpoint = Endpoint::kChat;
+  std::string model;  // the name the response reports (the one asked for, else the primary)
+  std::vector<ApiPrompt> prompts;
+  SamplingParams params;  // stop strings and top_logprobs included (-1: no logprobs)
+  int64_t n = 1;          // choices per prompt; choice i draws with seed params.seed + i
   bool stream = false;
+  bool include_usage = false;  // stream_options.include_usage: a final chunk with usage
+  bool echo = false;           // completions: the prompt text before the completion
 };
 
-// Validates an OpenAI chat request (throws ApiError naming the offending field).
-ChatRequest parse_chat_request(const std::string& body, const ApiContext& ctx);
+// Throw ApiError naming the offending field.
+ApiRequest parse_chat_request(const std::string& body, const ApiContext& ctx);
+ApiRequest parse_completion_request(const std::string& body, const ApiContext& ctx);
 
 }  // namespace glmpipe

@@ -76,6 +76,7 @@ Deployment build_deployment(const SessionOptions& o) {
     dep.cpu_reserve = 0;
     dep.placement = "sequential";
     dep.kv_cache.max_seq_len = 0;  // filled from the model below
+    dep.generation = SamplingParams{};  // without a deployment file: the CLI's defaults
   }
   if (!o.model.empty()) dep.model.path = o.model;
   if (!o.dtype.empty()) dep.model.dtype = o.dtype;

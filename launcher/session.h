@@ -56,6 +56,7 @@ class Session {
 
   const RankContext& ctx() const { return ctx_; }
   const Plan& plan() const { return plan_; }
+  // generation: the sampling defaults of every request (YAML `generation:`, else SamplingParams{}).
   const Deployment& deployment() const { return dep_; }
   const ModelConfig& config() const { return shard_->config(); }
   StageRunner& runner() { return *runner_; }

@@ -15,7 +15,7 @@
 //   reserve: {gpu: 1.5GiB, cpu: 1GiB}                       # or gpu_reserve: / cpu_reserve:
 //   disk: {path: /nvme/offload}   # enables the disk tier; path = accelerate's offload_folder (converted
 //                                 # copies of disk units whose stored dtype is not the compute dtype)
-//   generation: {max_new_tokens: 0, temperature: 0.95, top_p: 0.7, top_k: 50, ...}
+//   generation: {max_tokens: 256, temperature: 0.95, top_p: 0.7, top_k: 50, stop: ["\n\n"], ...}
 //   mpi: {hostfile: hosts, bind_to_core: false, micro_batches: 0, liveness_timeout_s: 60, extra_args: [...],
 //         btl: [self, vader, tcp], tcp_if_include: [10.0.0.0/24], mca: {plm_rsh_agent: ssh}}
 //
@@ -26,6 +26,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "common/sampling_params.h"
 
 namespace glmpipe {
 
@@ -64,16 +66,14 @@ struct DiskSpec {
   std::string path;      // where offloaded weights live (the checkpoint itself is mmapped when empty)
 };
 
-struct GenerationDefaults {  // HF `chat` defaults (chatglm-spec §1.9)
-  int max_new_tokens = 0;    // 0 = only max_length limits the output
-  double temperature = 0.95;
-  double top_p = 0.7;
-  int top_k = 50;
-  double repetition_penalty = 1.0;
-  bool greedy = false;
-  uint64_t seed = 0;
-  int max_length = 2048;     // prompt + generated tokens
-};
+// `generation:` takes the request fields of common/sampling_params.h (the HTTP names; checked by
+// the same validator). Defaults: HF `chat` (chatglm-spec §1.9), max_new_tokens 0 = only max_length
+// limits the output.
+inline SamplingParams hf_chat_generation_defaults() {
+  SamplingParams p;
+  p.max_new_tokens = 0;
+  return p;
+}
 
 struct MpiSpec {
   std::vector<std::string> extra_args;  // appended to the mpirun line verbatim
@@ -107,7 +107,7 @@ struct Deployment {
   int64_t gpu_reserve = 3 * kGiB / 2;  // CUDA context, cuBLAS workspace, allocator fragmentation
   int64_t cpu_reserve = kGiB;          // process, libtorch, MPI buffers
   DiskSpec disk;
-  GenerationDefaults generation;
+  SamplingParams generation = hf_chat_generation_defaults();
   MpiSpec mpi;
 
   // Reserve that applies to ranks[i] (its own override or the gpu/cpu default).

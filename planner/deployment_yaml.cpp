@@ -2,6 +2,9 @@
 // deployment.h. Every error names the file, the key (ranks[1].device) and what is allowed; unknown
 // keys are errors too, so that a typo never silently falls back to a default.
 #include <yaml-cpp/yaml.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 
 #include <algorithm>
 #include <fstream>
@@ -198,20 +201,45 @@ void read_placement(const Reader& rd, const YAML::Node& n, Deployment& d) {
   }
 }
 
-void read_generation(const Reader& rd, const YAML::Node& n, GenerationDefaults& g) {
-  rd.only_keys(n, "generation", {"max_new_tokens", "temperature", "top_p", "top_k",
-                                 "repetition_penalty", "greedy", "seed", "max_length"});
-  if (n["max_new_tokens"])
-    g.max_new_tokens = static_cast<int>(rd.integer(n["max_new_tokens"], "generation.max_new_tokens", 0));
-  if (n["temperature"]) g.temperature = rd.real(n["temperature"], "generation.temperature", 1e-6, 100);
-  if (n["top_p"]) g.top_p = rd.real(n["top_p"], "generation.top_p", 1e-6, 1.0);
-  if (n["top_k"]) g.top_k = static_cast<int>(rd.integer(n["top_k"], "generation.top_k", 0));
-  if (n["repetition_penalty"])
-    g.repetition_penalty = rd.real(n["repetition_penalty"], "generation.repetition_penalty", 1e-6, 100);
-  if (n["greedy"]) g.greedy = rd.boolean(n["greedy"], "generation.greedy");
-  if (n["seed"]) g.seed = static_cast<uint64_t>(rd.integer(n["seed"], "generation.seed", 0, INT64_MAX));
-  if (n["max_length"])
-    g.max_length = static_cast<int>(rd.integer(n["max_length"], "generation.max_length", 1));
+// A YAML value as the JSON a request would carry (scalars: integer, number, boolean, else string),
+// so that `generation:` goes through the request validator.
+nlohmann::json yaml_to_json(const YAML::Node& n) {
+  if (n.IsSequence()) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& x : n) a.push_back(yaml_to_json(x));
+    return a;
+  }
+  if (n.IsMap()) {
+    nlohmann::json o = nlohmann::json::object();
+    for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+    return o;
+  }
+  if (!n.IsScalar()) return nullptr;
+  int64_t i = 0;
+  double d = 0;
+  bool b = false;
+  if (n.Tag() != "!" && YAML::convert<int64_t>::decode(n, i)) return i;
+  if (n.Tag() != "!" && YAML::convert<double>::decode(n, d)) return d;
+  if (n.Tag() != "!" && YAML::convert<bool>::decode(n, b)) return b;
+  return n.as<std::string>();
+}
+
+void read_generation(const Reader& rd, const YAML::Node& n, SamplingParams& g) {
+  if (!n.IsMap()) rd.fail("generation", "must be a mapping of request fields (temperature, top_p, max_tokens, ...)");
+  const auto& names = sampling_field_names();
+  for (const auto& kv : n) {
+    const std::string k = kv.first.as<std::string>();
+    if (std::find(names.begin(), names.end(), k) == names.end()) {
+      std::string allowed;
+      for (const auto& a : names) allowed += (allowed.empty() ? "" : ", ") + a;
+      rd.fail("generation." + k, "unknown key (allowed: " + allowed + ")");
+    }
+  }
+  try {
+    read_sampling_fields(yaml_to_json(n), g);
+  } catch (const SamplingError& e) {
+    rd.fail("generation." + e.field(), e.message());
+  }
 }
 
 // A list of strings (a single string is a one-element list), each matching `pattern`.

@@ -16,6 +16,7 @@ PKGS=(
   clang libclang-rt-14-dev     # libFuzzer + ASan/UBSan runtimes: tests/fuzz, scripts/fuzz.sh (CI runs it)
   iproute2                     # tests/hosts/netns.sh: hosts as network namespaces (ip, tc)
   slurmctld slurmd slurm-client munge  # tests/hosts/slurm.sh: a one-machine Slurm, started by the test
+  python3-venv                 # .venv/ with the openai package for tests/pipeline/openai_client_test
 )
 
 missing=()
@@ -38,4 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   if [ -n "$policy" ]; then $SUDO rm -f "$policy"; fi
 else
   echo "[setup] all system packages present"
+fi
+
+# The official `openai` Python client (PyPI) for tests/pipeline/openai_client_test.cpp, in .venv/ of
+# the source tree. Optional: without network access the test skips with a message.
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
+  if /usr/bin/python3 -m venv "$VENV" >/dev/null 2>&1 && "$VENV/bin/pip" install -q openai >/dev/null 2>&1; then
+    echo "[setup] openai client installed in $VENV"
+  else
+    echo "[setup] could not install the openai package (no PyPI?): openai_client_test will skip"
+  fi
 fi

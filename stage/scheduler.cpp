@@ -47,9 +47,15 @@ bool Scheduler::shutdown_ready() {
   return shutdown_ && queue_.empty() && seqs_.empty() && in_flight_ == 0;
 }
 
-void Scheduler::finish(int64_t seq_id, const std::string& reason, int64_t token, const std::string& error) {
+void Scheduler::finish(int64_t seq_id, const std::string& reason, int64_t token, const std::string& error,
+                       const TokenEvent* logprobs) {
   auto it = seqs_.find(seq_id);
   TokenEvent ev{it != seqs_.end() ? it->second.req.id : "", seq_id, token, true, reason, error};
+  if (logprobs) {
+    ev.has_logprob = logprobs->has_logprob;
+    ev.logprob = logprobs->logprob;
+    ev.top_logprobs = logprobs->top_logprobs;
+  }
   if (it != seqs_.end()) {
     if (it->second.slot >= 0) free_slots_.push_back(it->second.slot);
     seqs_.erase(it);
@@ -159,10 +165,20 @@ void Scheduler::on_tokens(const at::Tensor& tokens) {
         finish(id, "length");
       continue;
     }
+    TokenEvent lp;
+    if (a[i][kTokHasLogprob]) {
+      lp.has_logprob = true;
+      lp.logprob = double_of(a[i][kTokLogprob]);
+      for (int64_t k = 0; k < a[i][kTokNumTop] && k < kMaxTopLogprobs; ++k)
+        lp.top_logprobs.emplace_back(a[i][kTokTop + 2 * k], double_of(a[i][kTokTop + 2 * k + 1]));
+    }
     if (done) {
-      finish(id, tok == cfg_.eos_token_id ? "stop" : "length", tok);
+      finish(id, tok == cfg_.eos_token_id ? "stop" : "length", tok, "", &lp);
     } else {
-      if (on_token_) on_token_(TokenEvent{s.req.id, id, tok, false, "", ""});
+      lp.request_id = s.req.id;
+      lp.seq_id = id;
+      lp.token = tok;
+      if (on_token_) on_token_(lp);
       s.pending = {tok};
     }
   }

@@ -19,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "checkpoint/model_config.h"
@@ -44,6 +45,11 @@ struct TokenEvent {
   bool finished = false;
   std::string finish_reason;  // "stop" | "length" | "cancelled" | "error" (when finished)
   std::string error;
+  // With SamplingParams::top_logprobs >= 0: the sampled token's logprob and the most likely
+  // alternatives (id, logprob), best first (see stage/sampler.h for which distribution).
+  bool has_logprob = false;
+  double logprob = 0;
+  std::vector<std::pair<int64_t, double>> top_logprobs;
 };
 using TokenCallback = std::function<void(const TokenEvent&)>;
 
@@ -80,7 +86,8 @@ class Scheduler {
     bool cancelled = false;
   };
   void admit_locked();
-  void finish(int64_t seq_id, const std::string& reason, int64_t token = -1, const std::string& error = "");
+  void finish(int64_t seq_id, const std::string& reason, int64_t token = -1, const std::string& error = "",
+              const TokenEvent* logprobs = nullptr);
 
   ModelConfig cfg_;
   int64_t max_seq_;

@@ -137,6 +137,23 @@ void StageRunner::send_on(int64_t step, const at::Tensor& meta, const at::Tensor
   stats_.send_s += seconds_since(t0);
 }
 
+void StageRunner::send_params(int64_t step, const std::vector<SeqMeta>& meta) {
+  const int last = ctx_.num_stages() - 1;
+  for (const auto& m : meta)
+    if (needs_params(m)) sends_.push_back(transport_->isend(last, Tag::kParams, step, m.seq_id, pack_params(m.params)));
+}
+
+void StageRunner::recv_params(std::vector<SeqMeta>& meta) {
+  for (auto& m : meta) {
+    if (!needs_params(m)) continue;
+    Received r = transport_->recv(0, Tag::kParams);
+    GLMPIPE_CHECK(r.header.seq_id == m.seq_id)
+        << "rank " << ctx_.rank() << ": sampling parameters for sequence " << r.header.seq_id << " arrived where "
+        << m.seq_id << " was expected";
+    m.params = unpack_params(r.tensor);
+  }
+}
+
 void StageRunner::reap_sends(bool all) {
   for (auto it = sends_.begin(); it != sends_.end();) {
     if (all) (*it)->wait();
@@ -194,6 +211,7 @@ void StageRunner::run_first() {
     const int64_t was_in_flight = sched.in_flight();
     if (sched.next_micro_batch(meta, ids)) {
       if (was_in_flight == 0) wait_since = Clock::now();
+      if (ctx_.num_stages() > 1) send_params(step, meta);
       auto reply = compute(step++, meta, at::tensor(ids, at::kLong), at::Tensor());
       if (reply.defined()) {  // one stage: the reply is local
         sched.on_tokens(reply);
@@ -239,6 +257,7 @@ void StageRunner::run_downstream() {
         << "rank " << ctx_.rank() << ": malformed micro-batch meta from rank " << prev;
     auto meta = unpack_meta(m.tensor);
     activity(Activity::kWaitingInput, "receiving the ids and activations", prev, m.header.step);
+    if (ctx_.is_last_stage()) recv_params(meta);
     Expectation same_step;
     same_step.step = m.header.step;
     Received ids = transport_->recv(prev, Tag::kControl, same_step);

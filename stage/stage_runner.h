@@ -4,6 +4,7 @@
 //   first stage:  Scheduler → micro-batch → embed → blocks → isend(meta, ids, hidden) → next
 //   middle stage: recv(meta, ids, hidden) → blocks → isend → next
 //   last stage:   recv → blocks → head → TokenSelector → isend(tokens) → first stage
+//   (sampling parameters: first → last stage once per new sequence, Tag::kParams)
 //   one stage:    all of the above in one process, no transport
 //
 // Several micro-batches are in flight at once (Scheduler's M): the first stage keeps forming and
@@ -69,6 +70,10 @@ class StageRunner {
   at::Tensor compute(int64_t step, const std::vector<SeqMeta>& meta, const at::Tensor& ids, at::Tensor hidden);
   void send_on(int64_t step, const at::Tensor& meta, const at::Tensor& ids, const at::Tensor& hidden);
   void reap_sends(bool all);
+  // Sampling parameters of the micro-batch's new sequences: first stage → last stage (kParams),
+  // sent before the micro-batch itself; the last stage fills SeqMeta::params from them.
+  void send_params(int64_t step, const std::vector<SeqMeta>& meta);
+  void recv_params(std::vector<SeqMeta>& meta);
   void maybe_inject_fault(int64_t step) const;
   void activity(Activity a, const char* what, int peer = -1, int64_t step = -1) {
     if (liveness_) liveness_->set_activity(a, what, peer, step);

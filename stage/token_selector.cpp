@@ -1,5 +1,7 @@
 #include "stage/token_selector.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 
 namespace glmpipe {
@@ -28,12 +30,25 @@ at::Tensor TokenSelector::select(const std::vector<SeqMeta>& meta, const at::Ten
     State& st = it->second;
     for (int64_t r = 0; r < m.chunk.len; ++r) st.history.push_back(id[row + r]);
     row += m.chunk.len;
-    const int64_t tok = st.sampler.sample(last_logits[sampled++].clone(), st.history);
+    const SampleResult res = st.sampler.sample(last_logits[sampled++].clone(), st.history);
+    const int64_t tok = res.token;
+    const SamplingParams& p = st.sampler.params();
     st.generated += 1;
     const int64_t total = m.chunk.past + m.chunk.len + 1;  // tokens once `tok` is appended
-    const bool done = tok == m.eos_id || st.generated >= m.params.max_new_tokens || total >= m.params.max_length;
+    const bool done = tok == m.eos_id || (p.max_new_tokens > 0 && st.generated >= p.max_new_tokens) ||
+                      total >= p.max_length;
     o[i][kTokToken] = tok;
     o[i][kTokFinished] = done;
+    if (p.top_logprobs >= 0) {
+      o[i][kTokHasLogprob] = 1;
+      o[i][kTokLogprob] = bits_of(res.logprob);
+      const int64_t n = std::min<int64_t>(static_cast<int64_t>(res.top.size()), kMaxTopLogprobs);
+      o[i][kTokNumTop] = n;
+      for (int64_t k = 0; k < n; ++k) {
+        o[i][kTokTop + 2 * k] = res.top[k].first;
+        o[i][kTokTop + 2 * k + 1] = bits_of(res.top[k].second);
+      }
+    }
     if (done) states_.erase(it);
   }
   return out;

@@ -1,6 +1,7 @@
 // TokenSelector: the last stage's per-sequence sampling state (sampler RNG, token history for the
 // repetition penalty, generated count) and the stop rule: <eop>, max_new_tokens, or max_length
-// (prompt + generated, capped by the KV budget).
+// (prompt + generated, capped by the KV budget). Sampling parameters come with each new
+// sequence's meta row (kFlagNewSequence: SeqMeta::params).
 #pragma once
 
 #include <ATen/ATen.h>
