@@ -193,6 +193,29 @@ at::Tensor Checkpoint::map(const std::string& name) const {
                        at::TensorOptions().dtype(loc.info.dtype));
 }
 
+at::Tensor Checkpoint::load_rows(const std::string& name, int64_t row, int64_t n, at::ScalarType dtype) const {
+  const size_t i = impl_->find(name);
+  const TensorLocation& loc = impl_->locs[i];
+  GLMPIPE_CHECK(!loc.info.shape.empty() && row >= 0 && n >= 0 && row + n <= loc.info.shape[0])
+      << dir() << ": rows [" << row << ", " << row + n << ") of tensor " << name << " " << shape_str(loc.info.shape);
+  at::Tensor src = map(name).narrow(0, row, n);
+  at::Tensor out = at::empty(src.sizes(), at::TensorOptions().dtype(dtype));
+  out.copy_(src);
+  src.reset();
+  if (loc.strides == contiguous_strides(loc.info.shape)) {
+    const uint64_t row_bytes = static_cast<uint64_t>(loc.info.nbytes / loc.info.shape[0]);
+    impl_->shards[impl_->shard_of[i]]->get()->release(loc.data_offset + static_cast<uint64_t>(row) * row_bytes,
+                                                       static_cast<uint64_t>(n) * row_bytes);
+  }
+  return out;
+}
+
+void Checkpoint::release(const std::string& name) const {
+  const size_t i = impl_->find(name);
+  const TensorLocation& loc = impl_->locs[i];
+  impl_->shards[impl_->shard_of[i]]->get()->release(loc.span_begin, loc.span_end - loc.span_begin);
+}
+
 at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, at::Device device) const {
   const size_t i = impl_->find(name);
   const TensorLocation& loc = impl_->locs[i];
@@ -200,10 +223,23 @@ at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, at::D
   at::Tensor src = map(name);
   if (dtype == at::ScalarType::Undefined) dtype = loc.info.dtype;
   at::Tensor out = at::empty(loc.info.shape, at::TensorOptions().dtype(dtype));
-  out.copy_(src);
+  // The source pages are file-backed and clean: dropping them as we go keeps the transient of a
+  // load at one slice (~16 MiB) instead of a whole source tensor (2 GiB for a fp32 embedding), so
+  // peak RSS is the bytes kept plus a slice (the planner counts exactly the bytes kept).
+  const int64_t rows = loc.info.shape.empty() ? 1 : loc.info.shape[0];
+  const int64_t row_bytes = rows > 0 ? loc.info.nbytes / rows : 0;
+  if (rows > 1 && row_bytes > 0 && loc.strides == contiguous_strides(loc.info.shape)) {
+    constexpr int64_t kSlice = int64_t{16} << 20;
+    const int64_t step = std::max<int64_t>(1, kSlice / row_bytes);
+    for (int64_t r = 0; r < rows; r += step) {
+      const int64_t n = std::min(step, rows - r);
+      out.narrow(0, r, n).copy_(src.narrow(0, r, n));
+      file->release(loc.data_offset + static_cast<uint64_t>(r * row_bytes), static_cast<uint64_t>(n * row_bytes));
+    }
+  } else {
+    out.copy_(src);
+  }
   src.reset();
-  // NOTE: the source pages are file-backed and clean; dropping them keeps peak RSS at the bytes
-  // kept plus one tensor instead of accumulating the whole mapped range.
   file->release(loc.span_begin, loc.span_end - loc.span_begin);
   if (device != at::Device(at::kCPU)) out = out.to(device);
   return out;

@@ -49,6 +49,12 @@ class Checkpoint {
   // (the disk tier: pages are read on use and can be dropped by the kernel). Stays valid while
   // this Checkpoint (or a copy of it) lives.
   at::Tensor map(const std::string& name) const;
+  // Rows [row, row + n) (dim 0) converted to `dtype` on the CPU, their source pages released: a large
+  // tensor processed slice by slice (quantize-at-load) never holds the whole source.
+  at::Tensor load_rows(const std::string& name, int64_t row, int64_t n, at::ScalarType dtype) const;
+  // Drops this process's pages of the tensor's bytes (MADV_DONTNEED; the page cache keeps them and
+  // the next access to a map() view faults them back in): the disk tier calls it after each use.
+  void release(const std::string& name) const;
 
   Checkpoint(Checkpoint&&) noexcept;
   Checkpoint& operator=(Checkpoint&&) noexcept;

@@ -18,6 +18,7 @@ struct MakeTinyOptions {
   std::string dtype = "float32";
   std::string format = "safetensors";
   bool no_lm_head = false;
+  bool untied = false;
   std::string family = "chatglm";
 };
 
@@ -28,6 +29,7 @@ void run_make_tiny_model(const MakeTinyOptions& o) {
   t.dtype = kDtypes.at(o.dtype);
   t.format = o.format == "bin" ? glmpipe::CheckpointFormat::kBin : glmpipe::CheckpointFormat::kSafetensors;
   t.write_lm_head = !o.no_lm_head;
+  t.tie_word_embeddings = !o.untied;
   t.family = glmpipe::parse_tiny_family(o.family);
   glmpipe::ModelConfig c = glmpipe::make_tiny_model(o.out_dir, t);
   std::cout << "wrote " << o.out_dir << ": layers " << c.num_layers << ", hidden " << c.hidden_size << ", heads "
@@ -56,6 +58,8 @@ glmpipe::CommandRegistrar reg("make-tiny-model", "Write a random-weight ChatGLM-
   sub.add_option("--quantization-bit", o->tiny.quantization_bit, "0|4|8")
       ->check(CLI::IsMember({0, 4, 8}))->capture_default_str();
   sub.add_flag("--no-lm-head", o->no_lm_head, "omit lm_head.weight (tied to word_embeddings; chatglm only)");
+  sub.add_flag("--untied", o->untied,
+               "config tie_word_embeddings false and a random lm_head.weight of its own (chatglm only)");
   sub.add_option("--family", o->family, "chatglm (ChatGLM-6B) | chatglm2 (ChatGLM2/3-6B) | glm4 (GLM-4-9B)")
       ->check(CLI::IsMember({"chatglm", "chatglm2", "glm4"}))->capture_default_str();
   sub.add_option("--kv-groups", o->tiny.kv_groups, "chatglm2/glm4: multi_query_group_num")->capture_default_str();

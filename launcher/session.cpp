@@ -261,8 +261,17 @@ void Session::load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_
   mo.device = cuda ? at::Device(sp.device) : at::Device(at::kCPU);
   const std::string& q = dep_.model.quantization;
   mo.quantize_bits = q == "int8" ? 8 : q == "int4" ? 4 : 0;
-  ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head};
+  ShardSpec spec{sp.has_embedding, sp.layer_begin, sp.layer_end, sp.has_head, {}};
   ModelConfig cfg = ckpt_->config();
+  // The plan's disk units (names = the schema's unit names) -> unit indices; the final norm is
+  // never on disk (norms stay resident).
+  const ModelSchema schema = model_schema(cfg);
+  for (const std::string& unit : sp.disk_units) {
+    auto it = std::find(schema.units.begin(), schema.units.end(), unit);
+    GLMPIPE_CHECK(it != schema.units.end()) << "plan: disk unit " << unit << " is not a module of this model";
+    spec.disk_units.push_back(static_cast<int>(it - schema.units.begin()));
+  }
+  mo.offload_dir = dep_.disk.path;
   if (!dep_.model.rope_mode.empty()) {
     cfg.rope_mode = parse_rope_mode(dep_.model.rope_mode, "rope_mode");
     cfg.rope_mode_reason = "rope_mode in the deployment";
@@ -285,6 +294,13 @@ void Session::load_shard(const StagePlan& sp, bool cuda, const LoadCallback& on_
   loaded_tensors_ = last.tensors_done;
   loaded_file_bytes_ = last.bytes_done;
   loaded_bytes_ = shard_->parameter_bytes();
+  if (!spec.disk_units.empty()) {
+    const DiskWeights& d = shard_->disk();
+    spdlog::info("disk tier: {} units on disk ({:.1f} MiB mapped, pages released after each use), {} converted "
+                 "copies written{}{}",
+                 spec.disk_units.size(), d.bytes() / 1048576.0, d.converted_units(),
+                 d.offload_folder().empty() ? "" : " to ", d.offload_folder());
+  }
 }
 
 void Session::run() {

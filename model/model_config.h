@@ -43,6 +43,10 @@ struct ModelConfig {
   int64_t gmask_token_id = 130001; // [gMASK]        (v1 only; -1 for v2+)
   int64_t pad_token_id = 3;
   int quantization_bit = 0;        // 0 (float), 4 or 8 (published int4/int8 layout, spec §3)
+  // config.json tie_word_embeddings; absent: the official default of the family (v1: HF's default
+  // true, as ChatGLM-6B's config has no such key; v2+: false). Tied: the embedding matrix is the
+  // head on every placement; untied: lm_head.weight / output_layer everywhere (model/shard.cpp).
+  bool tie_word_embeddings = true;
   std::string torch_dtype = "float16";
 
   // v2+ (ChatGLM2/3, GLM-4). 0 means "as v1": kv_channels = hidden / heads, one KV group per head.

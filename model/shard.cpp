@@ -1,6 +1,8 @@
 // Shard: the schema-driven parts shared by every family (see shard.h).
 #include "model/shard.h"
 
+#include <algorithm>
+
 #include "common/error.h"
 #include "model/quant.h"
 
@@ -61,7 +63,7 @@ std::vector<std::pair<std::string, at::Tensor*>> Shard::named_parameters() {
 int64_t Shard::parameter_bytes() {
   int64_t n = 0;
   for (auto& [name, t] : named_parameters())
-    if (t->defined()) n += t->nbytes();
+    if (t->defined() && !disk_.holds(*t)) n += t->nbytes();  // resident bytes: disk views excluded
   return n;
 }
 
@@ -88,7 +90,7 @@ std::vector<std::string> Shard::checkpoint_keys(const Checkpoint& ckpt) const {
       if (p->bias) keys.push_back(p->name + ".bias");
     } else if (p->kind == ParamKind::kHead) {
       if (head_is_alias(*p, spec_)) continue;
-      keys.push_back(ckpt.has(p->name) || p->tied_to.empty() ? p->name : p->tied_to);
+      keys.push_back(p->tied_to.empty() ? p->name : p->tied_to);  // tied: never lm_head.weight
     } else {
       keys.push_back(p->name);
     }
@@ -96,21 +98,53 @@ std::vector<std::string> Shard::checkpoint_keys(const Checkpoint& ckpt) const {
   return keys;
 }
 
+// The disk tier's tensors of this shard: the matrices (embedding, block Linear weights, head) of its
+// disk units, in the dtype the shard computes with (stored int8 weights stay int8).
+std::vector<DiskWeights::Want> Shard::disk_wants(const Checkpoint& ckpt) const {
+  std::vector<DiskWeights::Want> wants;
+  if (spec_.disk_units.empty()) return wants;
+  GLMPIPE_CHECK(options_.device.is_cpu()) << "the disk tier computes on a cpu rank, not " << options_.device;
+  for (const ParamSpec* p : owned_params()) {
+    if (!spec_.on_disk(p->unit)) continue;
+    const std::string& unit = schema_.units.at(static_cast<size_t>(p->unit));
+    if (p->kind == ParamKind::kEmbedding) wants.push_back({p->unit, unit, p->name, options_.dtype});
+    if (p->kind == ParamKind::kHead && !head_is_alias(*p, spec_))
+      wants.push_back({p->unit, unit, p->tied_to.empty() ? p->name : p->tied_to, options_.dtype});
+    if (p->kind != ParamKind::kLinear) continue;
+    const bool stored_q = p->quantizable && config_.quantization_bit != 0;
+    GLMPIPE_CHECK(stored_q || !p->quantizable || options_.quantize_bits == 0)
+        << "the disk tier serves " << unit << " as stored; quantize-at-load (model.quantization) with units on disk "
+        << "is not supported: use a quantized checkpoint, or keep those units resident";
+    wants.push_back({p->unit, unit, p->name + ".weight", stored_q ? at::kChar : options_.dtype});
+  }
+  (void)ckpt;
+  return wants;
+}
+
 void Shard::load(const Checkpoint& ckpt, const LoadCallback& on_progress) {
   const auto dt = options_.dtype;
   const auto dev = options_.device;
+  const ParamSpec& head_spec = schema_.params.back();
+  GLMPIPE_CHECK(!spec_.has_head || head_spec.kind != ParamKind::kHead || !head_spec.tied_to.empty() ||
+                ckpt.has(head_spec.name))
+      << ckpt.dir() << ": config.json says tie_word_embeddings is false (the head is untied), but the checkpoint "
+      << "has no " << head_spec.name << " (a tied checkpoint omits tie_word_embeddings or sets it true)";
+  disk_.open(ckpt, disk_wants(ckpt), options_.offload_dir);  // converts what it must, once
   LoadProgress progress;
   for (const auto& key : checkpoint_keys(ckpt)) {
     progress.tensors_total += 1;
     progress.bytes_total += ckpt.has(key) ? ckpt.info(key).nbytes : 0;  // a missing key fails below, by name
   }
   if (on_progress) on_progress(progress);
-  // Every tensor read goes through here: one progress step each.
-  auto read = [&](const std::string& name, at::ScalarType type, at::Device device) {
-    at::Tensor t = ckpt.load(name, type, device);
+  auto step = [&](const std::string& name) {
     progress.tensors_done += 1;
     progress.bytes_done += ckpt.info(name).nbytes;
     if (on_progress) on_progress(progress);
+  };
+  // Every tensor read goes through here: one progress step each. Disk units' matrices are views.
+  auto read = [&](const std::string& name, at::ScalarType type, at::Device device) {
+    at::Tensor t = disk_.serves(name) ? disk_.view(name) : ckpt.load(name, type, device);
+    step(name);
     return t;
   };
   auto load_linear = [&](const ParamSpec& p, LinearWeight& w) {
@@ -123,13 +157,29 @@ void Shard::load(const Checkpoint& ckpt, const LoadCallback& on_progress) {
       w.out_features = w.weight.size(0);
       w.in_features = w.weight.size(1) * (w.bits == 4 ? 2 : 1);
     } else if (at_load != 0) {
-      auto full = read(p.name + ".weight", at::kFloat, at::kCPU);  // one tensor at a time
-      auto [q, scale] = quantize_rows(full, at_load);
+      // Row slices of ~8 MiB in fp32: quantization is per row, so this is quantize_rows of the whole
+      // matrix, without its fp32 copy and temporaries (which would pass the plan's bytes).
+      const std::string name = p.name + ".weight";
+      const std::vector<int64_t>& shape = ckpt.info(name).shape;
+      GLMPIPE_CHECK(shape.size() == 2) << ckpt.dir() << ": " << name << " is not a matrix";
+      const int64_t out = shape[0], in = shape[1], rows = std::max<int64_t>(1, (int64_t{8} << 20) / (in * 4));
+      at::Tensor q, scale;
+      for (int64_t r = 0; r < out; r += rows) {
+        const int64_t n = std::min(rows, out - r);
+        auto [qs, ss] = quantize_rows(ckpt.load_rows(name, r, n, at::kFloat), at_load);
+        if (!q.defined()) {
+          q = at::empty({out, qs.size(1)}, qs.options());
+          scale = at::empty({out}, at::TensorOptions().dtype(at::kFloat));
+        }
+        q.narrow(0, r, n).copy_(qs);
+        scale.narrow(0, r, n).copy_(ss);
+      }
+      step(name);
       w.bits = at_load;
       w.weight = q.to(dev);
-      w.scale = scale.to(at::kFloat).to(dev);
-      w.out_features = full.size(0);
-      w.in_features = full.size(1);
+      w.scale = scale.to(dev);
+      w.out_features = out;
+      w.in_features = in;
     } else {
       w.weight = read(p.name + ".weight", dt, dev);
       w.out_features = w.weight.size(0);
@@ -143,10 +193,12 @@ void Shard::load(const Checkpoint& ckpt, const LoadCallback& on_progress) {
       case ParamKind::kNorm: *tensor_slot(*p) = read(p->name, dt, dev); break;
       case ParamKind::kLinear: load_linear(*p, *linear_slot(*p)); break;
       case ParamKind::kHead:
-        if (head_is_alias(*p, spec_))
-          lm_head_.weight = word_embeddings_;  // tied (spec §1.3): one copy serves both
-        else
-          lm_head_.weight = read(ckpt.has(p->name) || p->tied_to.empty() ? p->name : p->tied_to, dt, dev);
+        if (head_is_alias(*p, spec_)) {
+          lm_head_.weight = word_embeddings_;  // tied: one copy serves both
+          if (spec_.on_disk(0)) disk_.alias(p->unit, 0);  // the head's use pages the embedding in
+        } else {
+          lm_head_.weight = read(p->tied_to.empty() ? p->name : p->tied_to, dt, dev);  // tied: the embedding
+        }
         lm_head_.out_features = lm_head_.weight.size(0);
         lm_head_.in_features = lm_head_.weight.size(1);
         break;
@@ -164,7 +216,9 @@ at::Tensor Shard::embed(const at::Tensor& ids) const {
   GLMPIPE_CHECK(spec_.has_embedding) << "embed() on a shard without the word embedding";
   GLMPIPE_CHECK(ids.numel() == 0 || (ids.min().item<int64_t>() >= 0 && ids.max().item<int64_t>() < config_.vocab_size))
       << "token id out of range [0, " << config_.vocab_size << ")";
-  return word_embeddings_.index_select(0, ids.to(word_embeddings_.device()));
+  at::Tensor rows = word_embeddings_.index_select(0, ids.to(word_embeddings_.device()));
+  release_unit(0);
+  return rows;
 }
 
 at::Tensor Shard::check_blocks_input(const at::Tensor& hidden, const BatchLayout& batch, const KVCache& cache,
@@ -186,7 +240,9 @@ at::Tensor Shard::head(const at::Tensor& hidden) const {
   LinearWeight w = lm_head_;
   if (spec_.has_embedding && schema_.params.back().kind == ParamKind::kHead && !schema_.params.back().tied_to.empty())
     w.weight = word_embeddings_;  // tied (spec §1.3)
-  return linear_forward(y, w).to(at::kFloat);  // [R, vocab]
+  at::Tensor logits = linear_forward(y, w).to(at::kFloat);  // [R, vocab]
+  release_unit(static_cast<int>(config_.num_layers) + 2);
+  return logits;
 }
 
 }  // namespace glmpipe

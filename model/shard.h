@@ -25,6 +25,7 @@
 
 #include "checkpoint/checkpoint.h"
 #include "model/batch.h"
+#include "model/disk_weights.h"
 #include "model/family.h"
 #include "model/kv_cache.h"
 #include "model/linear.h"
@@ -37,14 +38,23 @@ struct ShardSpec {
   int64_t layer_begin = 0;
   int64_t layer_end = 0;  // half-open, global ids
   bool has_head = true;   // final norm + lm_head / output_layer
+  // The disk tier: owned placement units (family.h numbering: 0 embedding, 1..L blocks, L+2 head)
+  // whose matrices are served from disk (model/disk_weights.h) instead of loaded.
+  std::vector<int> disk_units;
 
-  static ShardSpec whole(const ModelConfig& c) { return {true, 0, c.num_layers, true}; }
+  static ShardSpec whole(const ModelConfig& c) { return {true, 0, c.num_layers, true, {}}; }
+  bool on_disk(int unit) const {
+    for (int u : disk_units)
+      if (u == unit) return true;
+    return false;
+  }
 };
 
 struct ModelOptions {
   at::ScalarType dtype = at::kFloat;  // compute dtype: fp32/bf16 on CPU, fp16/bf16 on CUDA
   at::Device device = at::kCPU;
   int quantize_bits = 0;              // quantize float block Linears at load (0, 4 or 8)
+  std::string offload_dir;            // disk tier: where converted copies go (deployment disk.path)
 };
 
 // Weight-loading progress of one shard: tensors and on-disk bytes read so far / in all.
@@ -98,9 +108,15 @@ class Shard {
   const ShardSpec& spec() const { return spec_; }
   const ModelOptions& options() const { return options_; }
   const ModelSchema& schema() const { return schema_; }
+  const DiskWeights& disk() const { return disk_; }  // the disk tier's views (empty when none)
   bool owns_unit(int unit) const;
 
  protected:
+  // Drops this process's pages of a disk unit after it computed (no-op for resident units): the
+  // family's forward_blocks calls it after each block, embed() and head() after theirs.
+  void release_unit(int unit) const {
+    if (!disk_.empty()) disk_.release(unit);
+  }
   // Where the family keeps each parameter of the schema (by ParamSpec::name): a tensor
   // (kEmbedding, kNorm, kHead) or a LinearWeight (kLinear). Called for owned units only.
   virtual at::Tensor* tensor_slot(const ParamSpec& p) = 0;
@@ -114,9 +130,11 @@ class Shard {
   ModelOptions options_;
   ModelSchema schema_;
   at::Tensor word_embeddings_;  // [vocab, hidden]
-  LinearWeight lm_head_;        // [vocab, hidden] (v1: tied to word_embeddings when co-located)
+  LinearWeight lm_head_;        // [vocab, hidden] (tied: the word_embeddings matrix, see family.h)
+  DiskWeights disk_;
 
  private:
+  std::vector<DiskWeights::Want> disk_wants(const Checkpoint& ckpt) const;
   std::vector<const ParamSpec*> owned_params() const;
   const ParamSpec* embedding_param() const;
 };

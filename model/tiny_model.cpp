@@ -80,12 +80,21 @@ ModelConfig tiny_model_config(const TinyModelOptions& o) {
     c.num_attention_heads = o.heads;
     c.inner_hidden_size = o.inner ? o.inner : 4 * o.hidden;
     c.layernorm_epsilon = 1e-5;
-    c.mask_token_id = o.vocab - 5;
-    c.gmask_token_id = o.vocab - 4;
-    c.bos_token_id = o.vocab - 3;
-    c.eos_token_id = o.vocab - 2;
+    if (o.vocab > 130005) {  // large enough for ChatGLM-6B's own ids (spec §1.1): use them
+      c.mask_token_id = 130000;
+      c.gmask_token_id = 130001;
+      c.bos_token_id = 130004;
+      c.eos_token_id = 130005;
+      c.pad_token_id = 3;
+    } else {  // a small vocabulary: the same roles at its end
+      c.mask_token_id = o.vocab - 5;
+      c.gmask_token_id = o.vocab - 4;
+      c.bos_token_id = o.vocab - 3;
+      c.eos_token_id = o.vocab - 2;
+      c.pad_token_id = 0;
+    }
     c.eos_token_ids = {c.eos_token_id};
-    c.pad_token_id = 0;
+    c.tie_word_embeddings = o.tie_word_embeddings;
   }
   GLMPIPE_CHECK(o.quantization_bit != 4 || (c.hidden_size % 2 == 0 && c.inner_hidden_size % 2 == 0 &&
                                             c.num_attention_heads * c.head_dim() % 2 == 0))
@@ -166,9 +175,9 @@ std::vector<std::pair<std::string, at::Tensor>> make_tiny_tensors(const TinyMode
       }
       case ParamKind::kLinear: linear(p); break;
       case ParamKind::kHead:
-        if (!p.tied_to.empty()) {
+        if (!p.tied_to.empty() && !o.distinct_lm_head) {
           if (o.write_lm_head) out.emplace_back(p.name, emb.clone());
-        } else {
+        } else if (p.tied_to.empty() || o.write_lm_head) {  // untied, or a tied one stored different
           out.emplace_back(p.name, normal(p.shape, 0, 1.0 / std::sqrt(double(p.shape[1]))).to(o.dtype));
         }
         break;

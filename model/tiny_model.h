@@ -12,8 +12,9 @@
 // when dtype is fp16; everything else is stored in dtype. Each layer also carries
 // `attention.rotary_emb.inv_freq` [head_dim/4] (the reader ignores it). `lm_head.weight` is a copy
 // of `transformer.word_embeddings.weight` (tied) unless write_lm_head is false.
-// Special ids, chosen inside small vocabularies: mask = V-5, gmask = V-4, bos (<sop>) = V-3,
-// eos (<eop>) = V-2, pad = 0.
+// Special ids: ChatGLM-6B's own (mask 130000, gmask 130001, bos <sop> 130004, eos <eop> 130005,
+// pad 3) when the vocabulary holds them (> 130005); else inside it: mask = V-5, gmask = V-4,
+// bos = V-3, eos = V-2, pad = 0. config.json carries auto_map like the official one.
 // ChatGLM2/3 and GLM-4 (chatglm2-family.md §1.4): the same value rules without the ×8 gain (a
 // pre-norm residual needs none), RMSNorm weights 1 + N(0, 0.1) stored in dtype (as the real
 // checkpoints), QKV bias only; an untied `transformer.output_layer.weight` N(0, 1/sqrt(hidden));
@@ -54,6 +55,11 @@ struct TinyModelOptions {
   int shards = 1;
   int quantization_bit = 0;  // 0, 4 or 8
   bool write_lm_head = true;  // v1 only (v2+ always writes its untied output_layer)
+  // v1: false writes config tie_word_embeddings false and a random lm_head.weight of its own.
+  bool tie_word_embeddings = true;
+  // v1 tied: store a random lm_head.weight instead of the embedding's copy (the tying rule ignores
+  // it: tests of the rule).
+  bool distinct_lm_head = false;
   TinyFamily family = TinyFamily::kChatGLM;
   int64_t kv_groups = 2;      // v2+: multi_query_group_num
   int64_t kv_channels = 0;    // v2+: head size (0 -> hidden / heads)

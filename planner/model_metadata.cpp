@@ -70,8 +70,8 @@ ModelMetadata synthesize_metadata(const ModelConfig& cfg, const std::string& dty
   for (const std::string& name : schema.units) m.units.push_back({name, 0});
   for (const TensorSpec& t : schema.tensors()) {
     const ParamSpec& p = schema.param_of(t);
-    if (p.kind == ParamKind::kHead && !p.tied_to.empty() && !m.quantization.empty()) {
-      m.lm_head_tied = true;  // quantized v1 checkpoints store the embedding once
+    if (p.kind == ParamKind::kHead && !p.tied_to.empty()) {
+      m.lm_head_tied = true;  // tied (config tie_word_embeddings): the head is the embedding matrix
       m.units.back().weight_bytes = m.units.front().weight_bytes;
       continue;
     }

@@ -45,7 +45,9 @@ ModelMetadata metadata_from_checkpoint(const Checkpoint& ckpt, const std::string
   }
   GLMPIPE_CHECK(m.units.front().weight_bytes > 0)
       << ckpt.dir() << ": no " << schema.params.front().name << " in the checkpoint";
-  if (head && !head->tied_to.empty() && !ckpt.has(head->name)) {
+  // Tied (config tie_word_embeddings, the family's default when absent): the runtime never reads a
+  // stored lm_head.weight; the head is the embedding matrix (loaded again on a stage without it).
+  if (head && !head->tied_to.empty()) {
     m.lm_head_tied = true;
     m.units.back().weight_bytes = m.units.front().weight_bytes;
   }

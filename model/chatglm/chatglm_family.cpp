@@ -26,6 +26,8 @@ void parse_chatglm_config(const nlohmann::json& j, const std::string& file, Mode
   optional(j, file, "quantization_bit", c.quantization_bit);
   optional(j, file, "torch_dtype", c.torch_dtype);
   optional(j, file, "_name_or_path", c.name_or_path);
+  c.tie_word_embeddings = true;  // HF's PretrainedConfig default: the official config has no key
+  optional(j, file, "tie_word_embeddings", c.tie_word_embeddings);
   c.eos_token_ids = {c.eos_token_id};
 
   check_positive(file, "vocab_size", c.vocab_size);
@@ -53,6 +55,11 @@ void parse_chatglm_config(const nlohmann::json& j, const std::string& file, Mode
 nlohmann::ordered_json chatglm_config_json(const ModelConfig& c) {
   nlohmann::ordered_json j;
   j["architectures"] = {"ChatGLMModel"};
+  // As THUDM/chatglm-6b's config.json: transformers' AutoConfig/AutoModel resolve the classes of the
+  // modeling files shipped beside the weights through this map.
+  j["auto_map"] = {{"AutoConfig", "configuration_chatglm.ChatGLMConfig"},
+                   {"AutoModel", "modeling_chatglm.ChatGLMForConditionalGeneration"},
+                   {"AutoModelForSeq2SeqLM", "modeling_chatglm.ChatGLMForConditionalGeneration"}};
   j["model_type"] = c.model_type;
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
@@ -68,6 +75,7 @@ nlohmann::ordered_json chatglm_config_json(const ModelConfig& c) {
   j["gmask_token_id"] = c.gmask_token_id;
   j["pad_token_id"] = c.pad_token_id;
   if (c.quantization_bit != 0) j["quantization_bit"] = c.quantization_bit;
+  if (!c.tie_word_embeddings) j["tie_word_embeddings"] = false;  // the official file omits the default
   j["torch_dtype"] = c.torch_dtype;
   j["use_cache"] = true;
   return j;
@@ -109,8 +117,11 @@ ModelSchema chatglm_schema(const ModelConfig& c) {
   s.params.push_back({"transformer.final_layernorm.weight", ParamKind::kNorm, {H}, L + 1});
   s.params.push_back({"transformer.final_layernorm.bias", ParamKind::kNorm, {H}, L + 1});
   ParamSpec head{"lm_head.weight", ParamKind::kHead, {V, H}, L + 2};
-  head.optional = true;
-  head.tied_to = "transformer.word_embeddings.weight";
+  // One tying rule, from the config (ModelConfig::tie_word_embeddings): tied, the embedding serves
+  // as the head wherever the head is placed and lm_head.weight is never read; untied, it is read
+  // everywhere and must be stored.
+  head.optional = c.tie_word_embeddings;
+  if (c.tie_word_embeddings) head.tied_to = "transformer.word_embeddings.weight";
   s.params.push_back(head);
   return s;
 }

@@ -70,7 +70,10 @@ LinearWeight* ChatGLMShard::linear_slot(const ParamSpec& p) {
 
 at::Tensor ChatGLMShard::forward_blocks(at::Tensor hidden, const BatchLayout& batch, KVCache& cache) const {
   hidden = check_blocks_input(hidden, batch, cache, rope_cos_.size(0));
-  for (const auto& b : blocks_) hidden = block_forward(b, hidden, batch, cache);
+  for (const auto& b : blocks_) {
+    hidden = block_forward(b, hidden, batch, cache);
+    release_unit(static_cast<int>(b.layer_id) + 1);  // disk tier: this block's pages leave the rank
+  }
   return hidden;
 }
 

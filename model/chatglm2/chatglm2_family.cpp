@@ -83,6 +83,12 @@ void parse_chatglm2_config(const nlohmann::json& j, const std::string& file, Mod
   c.add_qkv_bias = false;  // class default
   optional(j, file, "add_qkv_bias", c.add_qkv_bias);
   optional(j, file, "rope_ratio", c.rope_ratio);
+  c.tie_word_embeddings = false;  // the official value (and class default) of ChatGLM2/3 and GLM-4
+  optional(j, file, "tie_word_embeddings", c.tie_word_embeddings);
+  GLMPIPE_CHECK(!c.tie_word_embeddings)
+      << file << ": key \"tie_word_embeddings\" is true, but this family's head transformer.output_layer is "
+      << "never tied to the embedding (glmpipe implements the official untied head only)";
+  c.tie_word_embeddings = false;
   optional(j, file, "quantization_bit", c.quantization_bit);
   optional(j, file, "torch_dtype", c.torch_dtype);
   optional(j, file, "_name_or_path", c.name_or_path);

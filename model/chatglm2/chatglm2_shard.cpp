@@ -63,7 +63,10 @@ LinearWeight* ChatGLM2Shard::linear_slot(const ParamSpec& p) {
 
 at::Tensor ChatGLM2Shard::forward_blocks(at::Tensor hidden, const BatchLayout& batch, KVCache& cache) const {
   hidden = check_blocks_input(hidden, batch, cache, std::numeric_limits<int64_t>::max());
-  for (const auto& b : blocks_) hidden = block_forward(b, hidden, batch, cache);
+  for (const auto& b : blocks_) {
+    hidden = block_forward(b, hidden, batch, cache);
+    release_unit(static_cast<int>(b.layer_id) + 1);  // disk tier: this block's pages leave the rank
+  }
   return hidden;
 }
 

@@ -94,7 +94,7 @@ TEST(PlanCli, MetadataFromTinyCheckpointMatchesHandCount) {
     for (int i = 0; i < 3; ++i) EXPECT_EQ(m.layer(i).weight_bytes, block * e) << i;  // inv_freq ignored
     EXPECT_EQ(m.final_layernorm().weight_bytes, 2 * H * e);
     EXPECT_EQ(m.lm_head().weight_bytes, V * H * e);
-    EXPECT_FALSE(m.lm_head_tied);
+    EXPECT_TRUE(m.lm_head_tied);  // v1 default: the stored lm_head.weight is not read
   }
   // Through the CLI with the tiny 3-rank deployment.
   test::RunResult r = test::run_command(plan_cmd("tiny_cpu_3rank.yaml", dir, true));

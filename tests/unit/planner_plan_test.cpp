@@ -57,13 +57,22 @@ TEST(PlannerMetadata, ChatGLM6BFloat16BytesMatchSpecShapes) {
   EXPECT_EQ(m.layer(0).weight_bytes, 402'759'680);      // 201,379,840 params * 2
   EXPECT_EQ(m.layer(27).weight_bytes, kBlockParams * 2);
   EXPECT_EQ(m.final_layernorm().weight_bytes, kFinalNormParams * 2);
-  EXPECT_EQ(m.lm_head().weight_bytes, kEmbParams * 2);  // fp16 checkpoint stores lm_head
-  EXPECT_FALSE(m.lm_head_tied);
-  // 28 blocks + embedding + lm_head + final norm = 13,415,858,176 bytes (12.49 GiB). The real
-  // checkpoint stores LayerNorms in fp32 (+ 933,888... bytes on disk); converted to float16 here.
-  EXPECT_EQ(m.total_weight_bytes(), 13'415'858'176);
-  EXPECT_EQ(m.total_weight_bytes(), 2 * kEmbParams * 2 + L * kBlockParams * 2 + kFinalNormParams * 2);
-  EXPECT_EQ(glm6b("float32").total_weight_bytes(), 2 * 13'415'858'176);
+  // Tied (ChatGLM-6B's config has no tie_word_embeddings: HF's default true): the head is the
+  // embedding matrix, counted once where both sit and again on a head stage without it.
+  EXPECT_EQ(m.lm_head().weight_bytes, kEmbParams * 2);
+  EXPECT_TRUE(m.lm_head_tied);
+  // 28 blocks + embedding + final norm = 12,346,572,800 bytes (11.50 GiB); the stored lm_head.weight
+  // (1,069,285,376 more on disk) is never read. The real checkpoint stores LayerNorms in fp32
+  // (+ 933,888... bytes on disk); converted to float16 here.
+  EXPECT_EQ(m.total_weight_bytes(), 12'346'572'800);
+  EXPECT_EQ(m.total_weight_bytes(), kEmbParams * 2 + L * kBlockParams * 2 + kFinalNormParams * 2);
+  EXPECT_EQ(glm6b("float32").total_weight_bytes(), 2 * 12'346'572'800);
+  // Untied (tie_word_embeddings false): lm_head.weight is a matrix of its own, everywhere.
+  ModelConfig untied;
+  untied.tie_word_embeddings = false;
+  const ModelMetadata u = synthesize_metadata(untied, "float16", "");
+  EXPECT_FALSE(u.lm_head_tied);
+  EXPECT_EQ(u.total_weight_bytes(), 13'415'858'176);
 }
 
 TEST(PlannerMetadata, QuantizedBytesAreHalfAByteOrOneBytePerWeightPlusScales) {
@@ -288,7 +297,7 @@ TEST(PlannerPlan, InfeasibleNamesDeviceShortfallAndWhatWouldFit) {
   EXPECT_NE(err.find("rank 0 (cuda:0)"), std::string::npos) << err;
   // Short by: everything on one card: weights + 28 KV + activations + logits + reserve - 8 GiB.
   const int64_t S = 2048;
-  const int64_t need = 13'415'858'176 + 28 * 2 * S * H * 2 + 2 * S * H * 2 + S * (3 * H + I) * 2 +
+  const int64_t need = 12'346'572'800 + 28 * 2 * S * H * 2 + 2 * S * H * 2 + S * (3 * H + I) * 2 +
                        kHeads * S * S * 4 + V * 4 + 3 * kGiB / 2;
   EXPECT_NE(err.find("short by " + std::to_string(need - 10 * kGiB) + " bytes"), std::string::npos) << err;
   EXPECT_NE(err.find("model.quantization: int8"), std::string::npos) << err;
@@ -324,6 +333,7 @@ TEST(PlannerPlan, DiskTierMmapsTheLastCpuRanksWeights) {
   EXPECT_FALSE(p.stages[0].disk_offload);
   EXPECT_EQ(cpu.bytes.weights, 0);
   EXPECT_GT(cpu.bytes.mmapped, 0);
+  // The embedding on the GPU, the head (the embedding matrix again, tied) on disk.
   EXPECT_EQ(p.stages[0].bytes.weights + cpu.bytes.mmapped, 13'415'858'176);
   // The GPU still takes as much as it can: one more block would not fit.
   EXPECT_LT(p.stages[0].bytes.headroom, kBlockParams * 2 + 2 * 512 * H * 2);
