@@ -235,6 +235,15 @@ void read_generation(const Reader& rd, const YAML::Node& n, SamplingParams& g) {
       rd.fail("generation." + k, "unknown key (allowed: " + allowed + ")");
     }
   }
+  // Token counts in a deployment file are bounded like kv_cache.max_seq_len (a request's
+  // max_tokens may be larger: the scheduler clamps it to the context left).
+  for (const char* k : {"max_new_tokens", "max_tokens", "max_completion_tokens", "max_length"}) {
+    if (!n[k]) continue;
+    const nlohmann::json v = yaml_to_json(n[k]);
+    if (v.is_number_integer() && v.get<int64_t>() > limits::kMaxSeqLen)
+      rd.fail(std::string("generation.") + k, n[k].as<std::string>() + " is too large (at most " +
+                                                  std::to_string(limits::kMaxSeqLen) + ")");
+  }
   try {
     read_sampling_fields(yaml_to_json(n), g);
   } catch (const SamplingError& e) {
