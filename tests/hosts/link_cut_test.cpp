@@ -57,9 +57,13 @@ class LinkCut : public ::testing::Test {
     if (h_.skip.empty()) std::system(("bash " + h_.script + " heal " + h_.tag + " 1").c_str());
   }
   // Starts `args` on host 0 in the background: output to `log`, exit status to `rc`.
-  void start_on_host0(const std::string& args, const std::string& log, const std::string& rc, const std::string& pids) {
+  // slow_ms > 0: every micro-batch takes that much longer (GLMPIPE_SLOW_STEP_MS), so that the job
+  // is still running when the link is cut on a fast, quiet machine too.
+  void start_on_host0(const std::string& args, const std::string& log, const std::string& rc, const std::string& pids,
+                      int slow_ms = 0) {
     std::system(("rm -rf " + pids + " " + rc + " && mkdir -p " + pids).c_str());
-    const std::string cmd = "( " + test::on_host(h_.hosts[0], "GLMPIPE_PID_DIR=" + pids + " timeout 300 " +
+    const std::string slow = slow_ms > 0 ? "GLMPIPE_SLOW_STEP_MS=" + std::to_string(slow_ms) + " " : "";
+    const std::string cmd = "( " + test::on_host(h_.hosts[0], slow + "GLMPIPE_PID_DIR=" + pids + " timeout 300 " +
                                                                   test::glmpipe_bin() + " " + args) +
                             " > " + log + " 2>&1; echo $? > " + rc + " ) &";
     ASSERT_EQ(std::system(cmd.c_str()), 0);
@@ -121,7 +125,7 @@ TEST_F(LinkCut, MidGenerationEndsEveryRankOnEveryHostNamingRankAndHost) {
   start_on_host0("generate --config " + config_ + " --model " + model_ +
                      " --max-seq 512 --ids 11,42,7,296,297 --max-new-tokens 500 --temperature 1.5 --top-k 0 --top-p 1"
                      " --print-ids",
-                 log, rc, pids);
+                 log, rc, pids, /*slow_ms=*/20);
   auto t_ready = std::make_shared<Clock::time_point>(Clock::time_point::max());
   cut_and_wait(log, rc, pids, [&] {  // 1.5 s after every rank started: mid-generation
     if (*t_ready == Clock::time_point::max()) *t_ready = Clock::now();
@@ -160,7 +164,7 @@ TEST_F(LinkCut, BatchResumedAfterTheCutCompletesExactlyTheMissingIds) {
   const std::string args = "batch --config " + config_ + " --model " + model_ + " --max-batch 2 --input " + input +
                            " --output " + out;
   const std::string log = dir_ + "/b1.log", rc = dir_ + "/b1.rc", pids = dir_ + "/b1_pids";
-  start_on_host0(args, log, rc, pids);
+  start_on_host0(args, log, rc, pids, /*slow_ms=*/20);
   cut_and_wait(log, rc, pids, [&] {
     const std::string s = test::read_file(out);
     return std::count(s.begin(), s.end(), '\n') >= 3;
@@ -170,7 +174,9 @@ TEST_F(LinkCut, BatchResumedAfterTheCutCompletesExactlyTheMissingIds) {
   ASSERT_EQ(std::system(("bash " + h_.script + " heal " + h_.tag + " 1").c_str()), 0);
   const std::string log2 = dir_ + "/b2.log", rc2 = dir_ + "/b2.rc", pids2 = dir_ + "/b2_pids";
   start_on_host0(args, log2, rc2, pids2);
-  ASSERT_TRUE(wait_for([&] { return test::file_exists(rc2); }, 300)) << test::read_file(log2);
+  // The shell creates the rc file before it writes the status into it: wait for the number.
+  ASSERT_TRUE(wait_for([&] { return test::read_file(rc2).find_first_of("0123456789") != std::string::npos; }, 300))
+      << test::read_file(log2);
   int code = -1;
   std::ifstream(rc2) >> code;
   const std::string text = test::read_file(log2);
