@@ -1,5 +1,7 @@
 #include "model/attention.h"
 
+#include "model/attention_cpu.h"
+
 namespace glmpipe {
 
 at::Tensor grouped_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values, int64_t past,
@@ -24,6 +26,18 @@ at::Tensor grouped_attention(const at::Tensor& q, const at::Tensor& keys, const 
   if (r == 1) out = at::matmul(probs, values);
   else out = at::matmul(probs.view({G, r * S, T}), values).view({n, S, d});
   return out.transpose(0, 1).reshape({S, n * d});
+}
+
+at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k_slot, const at::Tensor& v_slot, int64_t past,
+                            int64_t visible_prefix, double scale, double mask_value) {
+  const int64_t S = q.size(0), total = past + S;
+  if (S == 1) {
+    auto q1 = q.reshape({q.size(1), q.size(2)});  // [n, d]
+    if (decode_attention_bf16_applies(q1, k_slot, v_slot)) return decode_attention_bf16(q1, k_slot, v_slot, total, scale);
+  }
+  auto keys = k_slot.narrow(1, 0, total).to(q.scalar_type());    // [G, P+S, d]
+  auto values = v_slot.narrow(1, 0, total).to(q.scalar_type());  // [G, P+S, d]
+  return grouped_attention(q, keys, values, past, visible_prefix, scale, mask_value);
 }
 
 }  // namespace glmpipe

@@ -14,4 +14,11 @@ namespace glmpipe {
 at::Tensor grouped_attention(const at::Tensor& q, const at::Tensor& keys, const at::Tensor& values, int64_t past,
                              int64_t visible_prefix, double scale, double mask_value);
 
+// Attention of one sequence's S new queries over its KV-cache slot, after their keys/values were
+// written at [past, past + S): q [S, n, d]; k_slot, v_slot: [G, max_seq, d] (cache dtype). A decode
+// step (S = 1) on a bf16 cache on CPU reads the cache in place (model/attention_cpu.h); otherwise
+// the used part is widened to q's dtype for grouped_attention. Returns [S, n·d].
+at::Tensor cached_attention(const at::Tensor& q, const at::Tensor& k_slot, const at::Tensor& v_slot, int64_t past,
+                            int64_t visible_prefix, double scale, double mask_value);
+
 }  // namespace glmpipe

@@ -128,13 +128,10 @@ at::Tensor ChatGLMShard::attention(const GLMBlock& b, const at::Tensor& qkv, con
     row += s.len;
     auto q = m.narrow(2, 0, d), k = m.narrow(2, d, d), v = m.narrow(2, 2 * d, d);  // [S, n, d]
     apply_rotary(q, k, s);
-    const int64_t total = s.past + s.len;
     kc[s.slot].narrow(1, s.past, s.len).copy_(k.transpose(0, 1));
     vc[s.slot].narrow(1, s.past, s.len).copy_(v.transpose(0, 1));
-    auto keys = kc[s.slot].narrow(1, 0, total).to(q.scalar_type());    // [n, P+S, d]
-    auto values = vc[s.slot].narrow(1, 0, total).to(q.scalar_type());  // [n, P+S, d]
     // Query at absolute p sees key j when j <= p or j < ctx_len (prefix-bidirectional, spec §1.6).
-    outs.push_back(grouped_attention(q, keys, values, s.past, s.ctx_len, scale, -10000.0));  // [S, H]
+    outs.push_back(cached_attention(q, kc[s.slot], vc[s.slot], s.past, s.ctx_len, scale, -10000.0));  // [S, H]
   }
   return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
 }

@@ -113,12 +113,10 @@ at::Tensor ChatGLM2Shard::attention(const GLM2Block& b, const at::Tensor& qkv, c
     auto [cos, sin] = rotary(s.past, s.len);
     q = rope_adjacent_pairs(q, cos, sin);
     k = rope_adjacent_pairs(k, cos, sin);
-    const int64_t total = s.past + s.len;
     kc[s.slot].narrow(1, s.past, s.len).copy_(k.transpose(0, 1));
     vc[s.slot].narrow(1, s.past, s.len).copy_(v.transpose(0, 1));
-    auto keys = kc[s.slot].narrow(1, 0, total).to(q.scalar_type());    // [G, P+S, d]
-    auto values = vc[s.slot].narrow(1, 0, total).to(q.scalar_type());  // [G, P+S, d]
-    outs.push_back(grouped_attention(q, keys, values, s.past, 0, scale, -std::numeric_limits<double>::infinity()));
+    outs.push_back(cached_attention(q, kc[s.slot], vc[s.slot], s.past, 0, scale,
+                                    -std::numeric_limits<double>::infinity()));  // [S, n·d]
   }
   return outs.size() == 1 ? outs[0] : at::cat(outs, 0);
 }
