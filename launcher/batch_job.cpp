@@ -13,7 +13,7 @@
 
 #include "common/error.h"
 #include "model/chat_prompt.h"
-#include "model/tokenizer.h"
+#include "model/chat/chat_format.h"
 
 namespace glmpipe {
 
@@ -48,45 +48,43 @@ std::string read_string(const json& v, const std::string& what, std::string& out
   return "";
 }
 
-// Prompt text from "prompt" (+ "history") or "messages"; "" error when fine.
-std::string prompt_text(const json& j, std::string& text) {
+// Chat messages from "prompt" + "history" or "messages"; "" error when fine. `plain` is set for a
+// lone "prompt" (a text prompt, not a chat).
+std::string prompt_messages(const json& j, std::vector<ChatMessage>& msgs, bool& plain) {
   const bool has_msgs = j.contains("messages"), has_prompt = j.contains("prompt"), has_hist = j.contains("history");
+  plain = false;
   if (has_msgs) {
     if (has_prompt || has_hist) return "give either \"messages\" or \"prompt\"/\"history\", not both";
     const json& m = j["messages"];
     if (!m.is_array()) return "\"messages\" must be an array of {\"role\", \"content\"} objects";
-    std::vector<ChatMessage> msgs;
     for (const auto& x : m) {
       if (!x.is_object() || !x.contains("role") || !x.contains("content") || !x["role"].is_string() ||
           !x["content"].is_string())
         return "every entry of \"messages\" must be {\"role\": string, \"content\": string}";
       msgs.push_back({x["role"].get<std::string>(), x["content"].get<std::string>()});
     }
-    try {
-      text = build_prompt_from_messages(msgs);
-    } catch (const Error& e) {
-      return std::string("\"messages\": ") + e.what();
-    }
     return "";
   }
   if (!has_prompt) return "\"history\" needs a \"prompt\"";
   std::string query;
   if (auto e = read_string(j["prompt"], "\"prompt\"", query); !e.empty()) return e;
-  ChatHistory history;
   if (has_hist) {
     const json& h = j["history"];
     if (!h.is_array()) return "\"history\" must be an array of [query, response] pairs";
     for (const auto& round : h) {
       if (!round.is_array() || round.size() != 2 || !round[0].is_string() || !round[1].is_string())
         return "\"history\" must be an array of [query, response] string pairs";
-      history.emplace_back(round[0].get<std::string>(), round[1].get<std::string>());
+      msgs.push_back({"user", round[0].get<std::string>()});
+      msgs.push_back({"assistant", round[1].get<std::string>()});
     }
   }
-  text = build_chat_prompt(history, query);
+  plain = !has_hist;
+  msgs.push_back({"user", query});
   return "";
 }
 
-std::string read_prompt(const json& j, const ChatGLMTokenizer* tok, int64_t vocab_size, std::vector<int64_t>& ids) {
+std::string read_prompt(const json& j, const ChatFormat* chat, int64_t vocab_size, std::vector<int64_t>& ids,
+                        std::vector<int64_t>& stop_ids) {
   const bool has_ids = j.contains("ids");
   const bool has_text = j.contains("prompt") || j.contains("messages") || j.contains("history");
   if (has_ids && has_text) return "give either \"ids\" or \"prompt\"/\"messages\", not both";
@@ -105,10 +103,18 @@ std::string read_prompt(const json& j, const ChatGLMTokenizer* tok, int64_t voca
     }
     return "";
   }
-  std::string text;
-  if (auto e = prompt_text(j, text); !e.empty()) return e;
-  if (!tok) return "a text prompt needs a tokenizer (MODEL_DIR/ice_text.model or --tokenizer), or give \"ids\"";
-  for (int t : tok->encode(text)) {
+  std::vector<ChatMessage> msgs;
+  bool plain = false;
+  if (auto e = prompt_messages(j, msgs, plain); !e.empty()) return e;
+  if (!chat) return "a text prompt needs a tokenizer (MODEL_DIR/tokenizer.model, ice_text.model or --tokenizer), or give \"ids\"";
+  std::vector<int> prompt;
+  try {
+    prompt = plain ? chat->text_ids(msgs.back().content) : chat->prompt_ids(msgs);
+  } catch (const Error& e) {
+    return std::string(j.contains("messages") ? "\"messages\": " : "\"history\": ") + e.what();
+  }
+  stop_ids = chat->stop_ids();
+  for (int t : prompt) {
     if (t < 0 || (vocab_size > 0 && t >= vocab_size))
       return "the tokenizer produced id " + std::to_string(t) + " outside the model's vocabulary [0, " +
              std::to_string(vocab_size) + ")";
@@ -125,7 +131,7 @@ std::string batch_line_id(const std::string& text) {
 }
 
 BatchInput parse_batch_line(const std::string& text, int64_t line, const SamplingParams& defaults,
-                            const ChatGLMTokenizer* tok, int64_t vocab_size) {
+                            const ChatFormat* chat, int64_t vocab_size) {
   BatchInput in;
   in.line = line;
   in.params = defaults;
@@ -153,11 +159,11 @@ BatchInput parse_batch_line(const std::string& text, int64_t line, const Samplin
     return in;
   }
   try {
-    in.error = read_prompt(j, tok, vocab_size, in.ids);
+    in.error = read_prompt(j, chat, vocab_size, in.ids, in.stop_ids);
   } catch (const std::exception& e) {  // tokenizer failures
     in.error = e.what();
   }
-  if (!in.error.empty()) in.ids.clear();
+  if (!in.error.empty()) in.ids.clear(), in.stop_ids.clear();
   return in;
 }
 

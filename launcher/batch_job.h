@@ -6,6 +6,8 @@
 //   {"id": "a2", "prompt": "text"}                                   (needs a tokenizer)
 //   {"id": "a3", "history": [["q", "r"], ...], "prompt": "text"}     (chat prompt, needs a tokenizer)
 //   {"id": "a4", "messages": [{"role": "user", "content": "..."}]}   (needs a tokenizer)
+// "prompt" alone is the official encode(text); "history" and "messages" are chat prompts in the
+// model's chat format (model/chat/chat_format.h). Text prompts stop on the family's stop ids.
 // Optional generation keys: the request fields of common/sampling_params.h, with the same names,
 // meaning and validator as over HTTP and in the YAML `generation:` defaults (max_tokens or
 // max_new_tokens, temperature (0 = greedy), greedy, top_p, top_k, repetition_penalty,
@@ -28,13 +30,14 @@
 
 namespace glmpipe {
 
-class ChatGLMTokenizer;
+class ChatFormat;
 
 struct BatchInput {
   int64_t line = 0;               // 1-based line number in the input file
   std::string id;                 // "" when missing or not a string/number
   nlohmann::json id_value;        // the "id" as written (string or integer), for the output
   std::vector<int64_t> ids;       // the prompt, special tokens included
+  std::vector<int64_t> stop_ids;  // text prompts: the chat family's; ids: empty (the model's eos)
   SamplingParams params;
   std::string error;              // non-empty: the line is malformed (ids/params are meaningless)
 };
@@ -42,10 +45,10 @@ struct BatchInput {
 // The "id" of a line when it is a JSON object with a string or integer id, else "" (pre-scan).
 std::string batch_line_id(const std::string& text);
 
-// Parses one input line. `tok` may be null (then prompt/history/messages lines are errors);
+// Parses one input line. `chat` may be null (then prompt/history/messages lines are errors);
 // `vocab_size` > 0 rejects ids outside [0, vocab_size). Never throws on bad input: sets `error`.
 BatchInput parse_batch_line(const std::string& text, int64_t line, const SamplingParams& defaults,
-                            const ChatGLMTokenizer* tok, int64_t vocab_size);
+                            const ChatFormat* chat, int64_t vocab_size);
 
 // Append-only JSONL file that survives SIGKILL at any point.
 class JsonlAppender {

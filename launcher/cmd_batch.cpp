@@ -34,7 +34,8 @@
 #include "launcher/command.h"
 #include "launcher/session.h"
 #include "model/chat_prompt.h"
-#include "model/tokenizer.h"
+#include "launcher/chat_setup.h"
+#include "model/chat/chat_format.h"
 
 namespace glmpipe {
 namespace {
@@ -44,7 +45,8 @@ using ojson = nlohmann::ordered_json;
 
 struct BatchOptions {
   SessionOptions session;
-  std::string input, output, errors, tokenizer;
+  std::string input, output, errors;
+  TokenizerFlags tokenizer;
   bool progress = false;
   bool no_fsync = false;
   bool timings = false;
@@ -125,9 +127,9 @@ class BatchJob {
       ojson j;
       j["id"] = p.id_value;
       j["ids"] = p.generated;
-      if (tok_) {
+      if (chat_) {
         std::vector<int> ids(p.generated.begin(), p.generated.end());
-        j["text"] = postprocess_response(tok_->decode(ids));
+        j["text"] = chat_->parse_reply(ids, /*tools_offered=*/false).content;
       }
       j["finish_reason"] = ev.finish_reason;
       j["prompt_tokens"] = p.prompt_tokens;
@@ -188,14 +190,10 @@ class BatchJob {
   int64_t total() const { return static_cast<int64_t>(work_.size()); }
 
   void load_tokenizer() {
-    std::string path = o_.tokenizer;
-    const bool explicit_path = !path.empty();
-    if (!explicit_path) {
-      path = session_.model_dir() + "/ice_text.model";
-      if (access(path.c_str(), R_OK) != 0) return;
-    }
+    const bool explicit_path = !o_.tokenizer.tokenizer.empty() || !session_.deployment().tokenizer.path.empty();
+    if (!session_has_tokenizer(session_, o_.tokenizer)) return;
     try {
-      tok_ = std::make_unique<ChatGLMTokenizer>(ChatGLMTokenizer::load(path));
+      chat_ = std::make_unique<ChatFormat>(session_chat_format(session_, o_.tokenizer).format);
     } catch (const Error& e) {
       if (explicit_path) throw;
       spdlog::warn("batch: {} (continuing without a tokenizer: no \"text\", no prompt lines)", e.what());
@@ -218,7 +216,7 @@ class BatchJob {
     const int64_t vocab = session_.config().vocab_size;
     for (size_t i : work_) {
       const int64_t line = static_cast<int64_t>(i) + 1;
-      BatchInput in = parse_batch_line(lines_[i], line, defaults_, tok_.get(), vocab);
+      BatchInput in = parse_batch_line(lines_[i], line, defaults_, chat_.get(), vocab);
       if (in.error.empty() && first_line_.at(in.id) != line)
         in.error = "duplicate id \"" + in.id + "\" (first on line " + std::to_string(first_line_.at(in.id)) + ")";
       std::unique_lock<std::mutex> lock(mu_);
@@ -238,6 +236,7 @@ class BatchJob {
       r.id = in.id;
       r.input_ids = std::move(in.ids);
       r.params = in.params;
+      r.stop_ids = std::move(in.stop_ids);
       sched.submit(std::move(r));
       draw_progress();
     }
@@ -285,7 +284,7 @@ class BatchJob {
   std::unique_ptr<JsonlAppender> out_, errors_;
   std::string errors_path_;
   std::set<std::pair<int64_t, std::string>> reported_;  // (line, error) already in the errors file
-  std::unique_ptr<ChatGLMTokenizer> tok_;
+  std::unique_ptr<ChatFormat> chat_;
   SamplingParams defaults_;
   int64_t window_ = 2, skipped_ = 0;
   bool show_progress_ = false;
@@ -332,7 +331,7 @@ CommandRegistrar reg("batch", "Generate for every request of a JSONL file (resum
   sub.add_option("--input", o->input, "requests, one JSON object per line")->required();
   sub.add_option("--output", o->output, "results, appended one JSON line per finished request (resumes)")->required();
   sub.add_option("--errors", o->errors, "malformed/rejected lines (default: OUT without .jsonl + .errors.jsonl)");
-  sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
+  add_tokenizer_flags(sub, o->tokenizer);
   sub.add_option("--in-flight", o->in_flight, "requests submitted at once (default: 2 x KV slots)");
   sub.add_flag("--progress", o->progress, "progress bar on stderr even when it is not a terminal");
   sub.add_flag("--no-fsync", o->no_fsync, "do not fsync after every line (faster; a crash may lose recent lines)");

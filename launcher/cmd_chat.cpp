@@ -1,6 +1,7 @@
 // `glmpipe chat --model DIR | --config C.yaml`: an interactive chat on the first stage. Each line
-// read from stdin is a user turn (with the history, as ChatGLM's chat()); the answer streams to
-// stdout as tokens arrive. Commands: /reset (clear history), /history (print it), /exit (or EOF).
+// read from stdin is a user turn (with the history, in the model's chat format: ChatGLM's rounds,
+// ChatGLM3's / GLM-4's role tokens, launcher/chat_setup.h); the answer streams to stdout as tokens
+// arrive and generation stops on the family's stop ids. Commands: /reset (clear history), /history (print it), /exit (or EOF).
 // Ctrl-C (SIGINT) while an answer streams cancels that answer and keeps the session; at the
 // prompt it exits. The stage loop runs on the main thread, the REPL on its own.
 #include <poll.h>
@@ -16,10 +17,11 @@
 
 #include "common/error.h"
 #include "launcher/cli_util.h"
+#include "launcher/chat_setup.h"
 #include "launcher/command.h"
 #include "launcher/openai_response.h"
 #include "launcher/session.h"
-#include "model/chat_prompt.h"
+#include "model/chat/chat_format.h"
 #include "model/tokenizer.h"
 #include "stage/request_router.h"
 
@@ -29,7 +31,7 @@ namespace {
 struct ChatOptions {
   SessionOptions session;
   SamplingFlags sampling;
-  std::string tokenizer;
+  TokenizerFlags tokenizer;
 };
 
 std::atomic<int> g_interrupts{0};
@@ -73,21 +75,37 @@ class LineReader {
   bool eof_ = false;
 };
 
+// Drops the whitespace a reply starts with (ChatGLM3/GLM-4 answers begin with "\n").
+class LeadingSpaceFilter {
+ public:
+  std::string operator()(std::string chunk) {
+    if (started_) return chunk;
+    const auto b = chunk.find_first_not_of(" \t\r\n");
+    if (b == std::string::npos) return "";
+    started_ = true;
+    return chunk.substr(b);
+  }
+
+ private:
+  bool started_ = false;
+};
+
 struct Repl {
   Scheduler& sched;
   RequestRouter& router;
-  const ChatGLMTokenizer& tok;
+  const ChatFormat& format;
   SamplingParams params;
   const std::atomic<bool>& stop;
-  ChatHistory history;
+  std::vector<ChatMessage> history;  // alternating user / assistant messages
 
   void print_history() {
     if (history.empty()) {
       std::cout << "(no history)" << std::endl;
       return;
     }
-    for (size_t i = 0; i < history.size(); ++i)
-      std::cout << "[Round " << i << "]\nuser: " << history[i].first << "\nassistant: " << history[i].second << "\n";
+    for (size_t i = 0; i + 1 < history.size(); i += 2)
+      std::cout << "[Round " << i / 2 << "]\nuser: " << history[i].content << "\nassistant: " << history[i + 1].content
+                << "\n";
     std::cout << std::flush;
   }
 
@@ -96,13 +114,18 @@ struct Repl {
     Request r;
     r.id = router.new_request_id("chat-");
     r.params = params;
-    for (int id : tok.encode(build_chat_prompt(history, query))) r.input_ids.push_back(id);
+    std::vector<ChatMessage> messages = history;
+    messages.push_back({"user", query});
+    for (int id : format.prompt_ids(messages)) r.input_ids.push_back(id);
+    r.stop_ids = format.stop_ids();
     auto stream = router.open(r.id);
     const std::string id = r.id;
     stream->seq_id = sched.submit(std::move(r));
     const int interrupts = g_interrupts.load();
     bool cancel_sent = false;
-    ChoiceText text(tok, params.stop);  // the answer, cut before a stop string
+    ChoiceText text(format.tokenizer_ptr(), params.stop);  // the answer, cut before a stop string
+    LeadingSpaceFilter lead;
+    std::vector<int> text_ids;
     TokenEvent ev;
     std::cout << "ChatGLM: " << std::flush;
     while (true) {
@@ -112,18 +135,19 @@ struct Repl {
       }
       if (!stream->next(ev, std::chrono::milliseconds(50))) continue;
       if (ev.token >= 0 && !(ev.finished && ev.finish_reason == "stop")) {
+        text_ids.push_back(static_cast<int>(ev.token));
         if (text.push(static_cast<int>(ev.token))) {  // a stop string: the answer ends here
           if (!ev.finished) sched.cancel(stream->seq_id);
           ev.finished = true;
           ev.finish_reason = "stop";
         }
-        std::cout << text.take_stable() << std::flush;
+        std::cout << lead(text.take_stable()) << std::flush;
       }
       if (ev.finished) break;
     }
     router.close(id);
     text.finish();
-    std::cout << text.take_stable();
+    std::cout << lead(text.take_stable());
     if (ev.finish_reason == "cancelled") {
       std::cout << "\n(answer cancelled)" << std::endl;
     } else if (ev.finish_reason == "error") {
@@ -134,7 +158,10 @@ struct Repl {
       if (stop) return false;
     } else {
       std::cout << std::endl;
-      history.emplace_back(query, postprocess_response(text.text()));
+      history.push_back({"user", query});
+      // Cut by a stop string: the text before it; otherwise the family's reading of the ids.
+      history.push_back({"assistant", text.stopped() ? format.reply_text(text.text())
+                                                     : format.parse_reply(text_ids, /*tools_offered=*/false).content});
     }
     return true;
   }
@@ -174,17 +201,14 @@ void run_chat(ChatOptions o) {
     session->run();
     return;
   }
-  const std::string tok_path = o.tokenizer.empty() ? session->model_dir() + "/ice_text.model" : o.tokenizer;
-  GLMPIPE_CHECK(access(tok_path.c_str(), R_OK) == 0)
-      << "chat needs a tokenizer: " << tok_path << " is missing (put ice_text.model in the model dir or use --tokenizer)";
-  auto tok = ChatGLMTokenizer::load(tok_path);
+  const LoadedChatFormat cf = session_chat_format(*session, o.tokenizer);
   struct sigaction sa {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   Scheduler& sched = session->runner().scheduler();
   std::atomic<bool> stop{false};
-  Repl repl{sched, router, tok, o.sampling.over(session->deployment().generation), stop, {}};
+  Repl repl{sched, router, cf.format, o.sampling.over(session->deployment().generation), stop, {}};
   std::thread t([&] {
     try {
       repl.loop();
@@ -209,7 +233,7 @@ CommandRegistrar reg("chat", "Interactive chat on stdin/stdout (/reset, /history
   auto o = std::make_shared<ChatOptions>();
   add_session_options(sub, o->session);
   o->sampling.add_to(sub);
-  sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
+  add_tokenizer_flags(sub, o->tokenizer);
   sub.callback([o] { run_chat(*o); });
 });
 

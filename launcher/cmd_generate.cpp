@@ -1,5 +1,6 @@
 // `glmpipe generate --model DIR --ids 5,6,7,1,2 --max-new-tokens N --greedy --print-ids`
-// `glmpipe generate --model DIR --prompt "你好"` (needs ice_text.model in DIR or --tokenizer)
+// `glmpipe generate --model DIR --prompt "你好"` (needs the model's tokenizer file in DIR or --tokenizer;
+// the prompt is the official encode(text), generation stops on the chat family's stop ids)
 // With --config FILE.yaml the same runs as a pipeline of MPI processes. Generated ids are printed
 // by the first stage; text streams to stdout as tokens arrive.
 #include <spdlog/spdlog.h>
@@ -10,6 +11,7 @@
 
 #include "common/error.h"
 #include "launcher/cli_util.h"
+#include "launcher/chat_setup.h"
 #include "launcher/command.h"
 #include "launcher/openai_response.h"
 #include "launcher/session.h"
@@ -23,15 +25,9 @@ struct GenerateOptions {
   SamplingFlags sampling;
   std::string ids;
   std::string prompt;
-  std::string tokenizer;
+  TokenizerFlags tokenizer;
   bool print_ids = false;
 };
-
-std::string find_tokenizer(const std::string& flag, const std::string& model_dir) {
-  if (!flag.empty()) return flag;
-  std::string p = model_dir + "/ice_text.model";
-  return access(p.c_str(), R_OK) == 0 ? p : "";
-}
 
 void run_generate(GenerateOptions o) {
   GLMPIPE_CHECK(o.ids.empty() != o.prompt.empty()) << "give exactly one of --ids or --prompt";
@@ -58,21 +54,23 @@ void run_generate(GenerateOptions o) {
     Request r;
     r.id = "generate";
     r.params = o.sampling.over(session->deployment().generation);
-    const std::string tok_path = find_tokenizer(o.tokenizer, session->model_dir());
+    const bool have_tok = session_has_tokenizer(*session, o.tokenizer);
     if (!o.ids.empty()) {
       r.input_ids = parse_id_list(o.ids, "--ids");
-      GLMPIPE_CHECK(r.params.stop.empty() || !tok_path.empty())
+      GLMPIPE_CHECK(r.params.stop.empty() || have_tok)
           << "stop strings (generation.stop) need a tokenizer: " << session->model_dir()
-          << " has no ice_text.model (use --tokenizer FILE)";
+          << " has no tokenizer.model or ice_text.model (use --tokenizer FILE)";
     } else {
-      GLMPIPE_CHECK(!tok_path.empty()) << "--prompt needs a tokenizer: " << session->model_dir()
-                                       << " has no ice_text.model (use --tokenizer FILE or --ids)";
+      GLMPIPE_CHECK(have_tok) << "--prompt needs a tokenizer: " << session->model_dir()
+                              << " has no tokenizer.model or ice_text.model (use --tokenizer FILE or --ids)";
     }
-    if (!tok_path.empty() && (!o.prompt.empty() || !r.params.stop.empty())) {
-      auto tok = ChatGLMTokenizer::load(tok_path);
-      if (!o.prompt.empty())
-        for (int id : tok.encode(o.prompt)) r.input_ids.push_back(id);
-      text = std::make_unique<ChoiceText>(tok, r.params.stop);
+    if (have_tok && (!o.prompt.empty() || !r.params.stop.empty())) {
+      const LoadedChatFormat cf = session_chat_format(*session, o.tokenizer);
+      if (!o.prompt.empty()) {
+        for (int id : cf.format.text_ids(o.prompt)) r.input_ids.push_back(id);
+        r.stop_ids = cf.format.stop_ids();  // --ids: the model's eos ids (config.json)
+      }
+      text = std::make_unique<ChoiceText>(cf.format.tokenizer_ptr(), r.params.stop);
       print_text = !o.prompt.empty() && !o.print_ids;
     }
     sched = &session->runner().scheduler();
@@ -93,8 +91,8 @@ CommandRegistrar reg("generate", "Generate tokens from ids or a prompt (single p
   add_session_options(sub, o->session);
   o->sampling.add_to(sub);
   sub.add_option("--ids", o->ids, "comma-separated prompt token ids");
-  sub.add_option("--prompt", o->prompt, "prompt text (tokenized with ice_text.model)");
-  sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
+  sub.add_option("--prompt", o->prompt, "prompt text (tokenized with the model's tokenizer)");
+  add_tokenizer_flags(sub, o->tokenizer);
   sub.add_flag("--print-ids", o->print_ids, "print the generated ids comma-separated on one line");
   sub.callback([o] { run_generate(*o); });
 });

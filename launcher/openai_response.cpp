@@ -18,8 +18,9 @@ json bytes_of(const std::string& s) {
 }
 }  // namespace
 
-ChoiceText::ChoiceText(const ChatGLMTokenizer& tok, std::vector<std::string> stop, const std::vector<int64_t>& context)
-    : decoder_(tok), stop_(std::move(stop)) {
+ChoiceText::ChoiceText(std::shared_ptr<const Tokenizer> tok, std::vector<std::string> stop,
+                       const std::vector<int64_t>& context)
+    : decoder_(std::move(tok)), stop_(std::move(stop)) {
   for (const auto& s : stop_) max_stop_ = std::max(max_stop_, s.size());
   for (int64_t id : context) (void)decoder_.push(static_cast<int>(id));
 }

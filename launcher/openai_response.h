@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,7 +23,10 @@ class ChoiceText {
  public:
   // `context`: ids decoded before the first generated one but not part of the text (the prompt's
   // tail, so that a first piece "▁that" decodes to " that" as it does inside the whole text).
-  ChoiceText(const ChatGLMTokenizer& tok, std::vector<std::string> stop, const std::vector<int64_t>& context = {});
+  ChoiceText(std::shared_ptr<const Tokenizer> tok, std::vector<std::string> stop,
+             const std::vector<int64_t>& context = {});
+  ChoiceText(const ChatGLMTokenizer& tok, std::vector<std::string> stop, const std::vector<int64_t>& context = {})
+      : ChoiceText(std::make_shared<ChatGLMTokenizer>(tok), std::move(stop), context) {}
   // Feeds one generated id (not the final eos). Returns true when a stop string completed: the
   // choice is over (finish_reason "stop") and further tokens are ignored.
   bool push(int id);

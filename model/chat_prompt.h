@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "model/chat/chat_message.h"
+
 namespace glmpipe {
 
 using ChatHistory = std::vector<std::pair<std::string, std::string>>;  // (query, response) per round
@@ -24,11 +26,7 @@ std::string build_chat_prompt(const ChatHistory& history, const std::string& que
 // UTF-8 bytes are passed through unchanged.
 std::string postprocess_response(const std::string& response);
 
-// OpenAI-style chat messages.
-struct ChatMessage {
-  std::string role;  // "system", "user" or "assistant"
-  std::string content;
-};
+// OpenAI-style chat messages: model/chat/chat_message.h (v1 reads role and content only).
 
 struct ChatTurn {
   ChatHistory history;

@@ -5,25 +5,23 @@
 //   std::vector<int> ids = tok.encode("你好");   // [5, 74874, 130001 [gMASK], 130004 <sop>]
 //   std::string text = tok.decode(ids);          // "你好"
 //
-// sentencepiece is never linked into our processes (its protobuf clashes with libtorch's): the
-// work is done by the shim libglmpipe_spm.so (model/spm/spm_shim.cc), dlopen()ed with RTLD_DEEPBIND
-// from, in order: $GLMPIPE_SPM_SHIM (a file), the directory of the running executable, and the
-// build-tree path GLMPIPE_SPM_SHIM_BUILD_PATH. Thread-safe for concurrent encode/decode.
+// sentencepiece runs in the shim libglmpipe_spm.so (model/tokenizer/spm_processor.h). Copies share
+// the loaded model; thread-safe for concurrent encode/decode. The other families' tokenizers are
+// in model/tokenizer/ (model/tokenizer/text_tokenizer.h is the interface all of them implement).
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "model/tokenizer/spm_processor.h"
+#include "model/tokenizer/text_tokenizer.h"
+
 namespace glmpipe {
 
-namespace detail {
-struct SpmModel;  // a loaded shim model; shared by copies of a tokenizer
-}
-
-class ChatGLMTokenizer {
+class ChatGLMTokenizer : public Tokenizer {
  public:
-  enum class PieceType { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+  using PieceType = SpmProcessor::PieceType;
 
   // Loads ice_text.model. Throws glmpipe::Error naming the path if the model or the shim is
   // missing/invalid, or if the model lacks the [gMASK]/<sop>/<eop> pieces.
@@ -31,11 +29,19 @@ class ChatGLMTokenizer {
 
   // Spec §2.2: \n→<n>, \t→<|tab|>, space runs (80..2) → <|blank_k|>; sentencepiece encode;
   // with add_special, append [gMASK], <sop>.
-  std::vector<int> encode(const std::string& text, bool add_special = true) const;
+  std::vector<int> encode(const std::string& text, bool add_special = true) const override;
+  // = encode(text, false): v1's sentencepiece never parses special-token text.
+  std::vector<int> encode_text(const std::string& text) const override { return encode(text, false); }
   // Spec §2.3: drops pad ids and ids with no piece (>= vocab_size(), e.g. embedding padding rows),
   // control pieces decode to "", <n>→\n, <|tab|>→\t, <|blank_k|>→k spaces. Invalid UTF-8 from
   // byte pieces becomes U+FFFD. No punctuation fix-up (see chat_prompt.h postprocess_response).
-  std::string decode(const std::vector<int>& ids) const;
+  // v1's specials are pieces; keep_specials has no effect.
+  std::string decode(const std::vector<int>& ids, bool keep_specials = false) const override;
+
+  TokenizerKind kind() const override { return TokenizerKind::kChatGLM6B; }
+  int special_id(const std::string& token) const override;  // a control/user-defined piece's id
+  int num_ids() const override { return vocab_size_; }
+  const std::string& file_path() const override { return path_; }
 
   // The ChatGLM preprocessing alone (exposed for tests).
   static std::string preprocess(const std::string& text);
@@ -58,7 +64,7 @@ class ChatGLMTokenizer {
 
  private:
   ChatGLMTokenizer() = default;
-  std::shared_ptr<detail::SpmModel> model_;
+  SpmProcessor sp_;
   std::string path_;
   int gmask_ = -1, mask_ = -1, sop_ = -1, eop_ = -1, pad_ = -1, vocab_size_ = 0;
 };
@@ -70,14 +76,16 @@ class ChatGLMTokenizer {
 // decoding is prefix-stable (it is for ChatGLM pieces). Cost per push is O(ids so far).
 class StreamDecoder {
  public:
-  explicit StreamDecoder(ChatGLMTokenizer tokenizer) : tok_(std::move(tokenizer)) {}
+  explicit StreamDecoder(ChatGLMTokenizer tokenizer)
+      : tok_(std::make_shared<ChatGLMTokenizer>(std::move(tokenizer))) {}
+  explicit StreamDecoder(std::shared_ptr<const Tokenizer> tokenizer) : tok_(std::move(tokenizer)) {}
   std::string push(int id);
   // Emits whatever is still held back (possibly U+FFFD) and resets the decoder.
   std::string flush();
   const std::vector<int>& ids() const { return ids_; }
 
  private:
-  ChatGLMTokenizer tok_;
+  std::shared_ptr<const Tokenizer> tok_;
   std::vector<int> ids_;
   size_t emitted_ = 0;  // bytes of decode(ids_) already returned
 };

@@ -94,6 +94,13 @@ struct MpiSpec {
   double liveness_timeout_s = 60;
 };
 
+// The tokenizer file and chat family (model/chat/chat_family.h); both optional:
+//   tokenizer: {path: /models/glm-4-9b-chat/tokenizer.model, chat_family: glm4}
+struct TokenizerSpec {
+  std::string path;         // "" = MODEL_DIR/tokenizer.model, else MODEL_DIR/ice_text.model
+  std::string chat_family;  // "" = from the checkpoint's files | chatglm | chatglm2 | chatglm3 | glm4
+};
+
 struct Deployment {
   std::string source_file;  // where it was read from (error messages)
   ModelSpec model;
@@ -109,6 +116,7 @@ struct Deployment {
   DiskSpec disk;
   SamplingParams generation = hf_chat_generation_defaults();
   MpiSpec mpi;
+  TokenizerSpec tokenizer;
 
   // Reserve that applies to ranks[i] (its own override or the gpu/cpu default).
   int64_t reserve_of(size_t i) const {

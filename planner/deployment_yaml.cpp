@@ -313,7 +313,7 @@ void read_mpi(const Reader& rd, const YAML::Node& n, MpiSpec& m) {
 
 void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
   rd.only_keys(root, "", {"model", "ranks", "placement", "kv_cache", "reserve", "gpu_reserve", "cpu_reserve",
-                          "disk", "generation", "mpi", "max_memory", "rope_mode"});
+                          "disk", "generation", "mpi", "max_memory", "rope_mode", "tokenizer"});
   if (!root["model"]) rd.fail("model", "missing (e.g. model: {path: /models/chatglm-6b, dtype: float16})");
   read_model(rd, root["model"], d.model);
   // How rope_ratio is meant (ChatGLM2/3, GLM-4), overriding what the checkpoint suggests.
@@ -349,6 +349,13 @@ void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
   }
   if (root["generation"]) read_generation(rd, root["generation"], d.generation);
   if (root["mpi"]) read_mpi(rd, root["mpi"], d.mpi);
+  if (const YAML::Node t = root["tokenizer"]) {
+    rd.only_keys(t, "tokenizer", {"path", "chat_family"});
+    if (t["path"]) d.tokenizer.path = rd.str(t["path"], "tokenizer.path");
+    if (t["chat_family"])
+      d.tokenizer.chat_family =
+          rd.choice(t["chat_family"], "tokenizer.chat_family", {"chatglm", "chatglm2", "chatglm3", "glm4"});
+  }
 }
 
 }  // namespace

@@ -11,6 +11,7 @@ PKGS=(
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   libsentencepiece-dev sentencepiece
+  libpcre2-dev                 # GLM-4 tokenizer pre-tokenizer regex (Unicode classes, look-ahead)
   python3-torch python3-numpy  # /usr/bin/python3: cross-checks torch.save files in tests
   curl procps
   clang libclang-rt-14-dev     # libFuzzer + ASan/UBSan runtimes: tests/fuzz, scripts/fuzz.sh (CI runs it)

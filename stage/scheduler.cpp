@@ -12,7 +12,19 @@ Scheduler::Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int
   for (int64_t s = slots - 1; s >= 0; --s) free_slots_.push_back(s);
 }
 
+std::array<int64_t, kMaxStopIds> Scheduler::stop_ids_of(const Request& r) const {
+  std::array<int64_t, kMaxStopIds> out = {-1, -1, -1, -1};
+  // No stop ids in the request: every eos id of config.json (GLM-4 lists 3), else eos_token_id.
+  const std::vector<int64_t> fallback =
+      cfg_.eos_token_ids.empty() ? std::vector<int64_t>{cfg_.eos_token_id} : cfg_.eos_token_ids;
+  const std::vector<int64_t>& ids = r.stop_ids.empty() ? fallback : r.stop_ids;
+  for (size_t k = 0; k < ids.size() && k < out.size(); ++k) out[k] = ids[k];
+  return out;
+}
+
 int64_t Scheduler::submit(Request r) {
+  GLMPIPE_CHECK(r.stop_ids.size() <= size_t(kMaxStopIds))
+      << "request " << r.id << ": " << r.stop_ids.size() << " stop ids, at most " << kMaxStopIds;
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t id = next_seq_id_++;
   queue_.emplace_back(id, std::move(r));
@@ -134,7 +146,7 @@ bool Scheduler::next_micro_batch(std::vector<SeqMeta>& meta, std::vector<int64_t
     m.flags = (s.past == 0 ? kFlagNewSequence : 0) | (s.req.all_logits ? kFlagAllLogits : 0);
     m.params = s.req.params;
     m.params.max_length = std::min(s.req.params.max_length, max_seq_);
-    m.eos_id = cfg_.eos_token_id;
+    m.stop_ids = stop_ids_of(s.req);
     meta.push_back(m);
     ids.insert(ids.end(), s.pending.begin(), s.pending.end());
     s.past += static_cast<int64_t>(s.pending.size());
@@ -173,7 +185,9 @@ void Scheduler::on_tokens(const at::Tensor& tokens) {
         lp.top_logprobs.emplace_back(a[i][kTokTop + 2 * k], double_of(a[i][kTokTop + 2 * k + 1]));
     }
     if (done) {
-      finish(id, tok == cfg_.eos_token_id ? "stop" : "length", tok, "", &lp);
+      SeqMeta stops;
+      stops.stop_ids = stop_ids_of(s.req);
+      finish(id, stops.is_stop(tok) ? "stop" : "length", tok, "", &lp);
     } else {
       lp.request_id = s.req.id;
       lp.seq_id = id;

@@ -32,6 +32,9 @@ struct Request {
   std::string id;
   std::vector<int64_t> input_ids;  // the prompt, special tokens included
   SamplingParams params;
+  // Generation stops on any of these (at most kMaxStopIds); empty: the model's eos_token_ids.
+  // Chat, serve, batch and generate --prompt set the chat family's (model/chat/chat_family.h).
+  std::vector<int64_t> stop_ids;
   // Forward mode (teacher forcing): after the prompt, feed these ids one at a time instead of
   // sampled tokens; the last stage reports the logits of every row.
   bool all_logits = false;
@@ -75,6 +78,8 @@ class Scheduler {
   int64_t active() const { return static_cast<int64_t>(seqs_.size()); }
 
  private:
+  // The request's stop ids, or the model's eos_token_ids (config.json) when it names none.
+  std::array<int64_t, kMaxStopIds> stop_ids_of(const Request& r) const;
   struct Sequence {
     Request req;
     int64_t slot = -1;

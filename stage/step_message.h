@@ -18,6 +18,7 @@
 
 #include <ATen/ATen.h>
 
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -29,7 +30,12 @@ namespace glmpipe {
 
 constexpr int64_t kShutdownStep = -1;
 
-enum MetaField : int64_t { kSeqId = 0, kSlot, kPast, kLen, kCtxLen, kMaskPos, kFlags, kEosId, kMetaFields };
+enum MetaField : int64_t {
+  kSeqId = 0, kSlot, kPast, kLen, kCtxLen, kMaskPos, kFlags,
+  kStopId0, kStopId1, kStopId2, kStopId3,  // generation stops on any of these (-1: unused)
+  kMetaFields
+};
+constexpr int kMaxStopIds = 4;  // GLM-4 needs 3 (chatglm2-family.md §2.2)
 enum MetaFlags : int64_t {
   kFlagNewSequence = 1,  // prefill: the last stage creates the sequence's sampler state
   kFlagAllLogits = 2,    // forward mode: report logits of every row, do not sample
@@ -50,7 +56,13 @@ struct SeqMeta {
   SeqChunk chunk;
   int64_t flags = 0;
   SamplingParams params;  // first stage: from the request; last stage: from the kParams message
-  int64_t eos_id = 0;
+  std::array<int64_t, kMaxStopIds> stop_ids = {-1, -1, -1, -1};
+
+  bool is_stop(int64_t tok) const {
+    for (int64_t s : stop_ids)
+      if (s >= 0 && s == tok) return true;
+    return false;
+  }
 };
 
 inline int64_t bits_of(double d) { int64_t i; std::memcpy(&i, &d, 8); return i; }
@@ -64,7 +76,8 @@ inline at::Tensor pack_meta(const std::vector<SeqMeta>& rows) {
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& r = rows[i];
     int64_t v[kMetaFields] = {r.seq_id, r.chunk.slot, r.chunk.past, r.chunk.len, r.chunk.ctx_len,
-                              r.chunk.mask_pos, r.flags, r.eos_id};
+                              r.chunk.mask_pos, r.flags, r.stop_ids[0], r.stop_ids[1],
+                              r.stop_ids[2], r.stop_ids[3]};
     for (int64_t f = 0; f < kMetaFields; ++f) a[i][f] = v[f];
   }
   return t;
@@ -78,7 +91,7 @@ inline std::vector<SeqMeta> unpack_meta(const at::Tensor& t) {
     r.seq_id = a[i][kSeqId];
     r.chunk = SeqChunk{a[i][kSlot], a[i][kPast], a[i][kLen], a[i][kCtxLen], a[i][kMaskPos]};
     r.flags = a[i][kFlags];
-    r.eos_id = a[i][kEosId];
+    for (int k = 0; k < kMaxStopIds; ++k) r.stop_ids[size_t(k)] = a[i][kStopId0 + k];
   }
   return rows;
 }

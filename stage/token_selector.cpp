@@ -35,7 +35,7 @@ at::Tensor TokenSelector::select(const std::vector<SeqMeta>& meta, const at::Ten
     const SamplingParams& p = st.sampler.params();
     st.generated += 1;
     const int64_t total = m.chunk.past + m.chunk.len + 1;  // tokens once `tok` is appended
-    const bool done = tok == m.eos_id || (p.max_new_tokens > 0 && st.generated >= p.max_new_tokens) ||
+    const bool done = m.is_stop(tok) || (p.max_new_tokens > 0 && st.generated >= p.max_new_tokens) ||
                       total >= p.max_length;
     o[i][kTokToken] = tok;
     o[i][kTokFinished] = done;

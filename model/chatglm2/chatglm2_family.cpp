@@ -100,6 +100,8 @@ void parse_chatglm2_config(const nlohmann::json& j, const std::string& file, Mod
   if (j.contains("eos_token_id") && j["eos_token_id"].is_array()) c.eos_token_ids = get_value<std::vector<int64_t>>(j, file, "eos_token_id");
   else if (j.contains("eos_token_id") && !j["eos_token_id"].is_null()) c.eos_token_ids = {get_value<int64_t>(j, file, "eos_token_id")};
   GLMPIPE_CHECK(!c.eos_token_ids.empty()) << file << ": key \"eos_token_id\" is an empty list";
+  GLMPIPE_CHECK(c.eos_token_ids.size() <= 4)  // stage/step_message.h kMaxStopIds
+      << file << ": key \"eos_token_id\" lists " << c.eos_token_ids.size() << " ids, at most 4 are supported";
   c.eos_token_id = c.eos_token_ids.front();
 
   require_flag(j, file, "rmsnorm", true, true);
