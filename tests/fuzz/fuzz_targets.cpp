@@ -86,7 +86,7 @@ bool deployment_yaml(const uint8_t* data, size_t size) {
 const std::vector<Target>& targets() {
   static const std::vector<Target> kTargets = {
       {"pickle", pickle},           {"torch_zip", torch_zip},           {"safetensors", safetensors},
-      {"wire_header", wire_header}, {"deployment_yaml", deployment_yaml},
+      {"wire_header", wire_header}, {"deployment_yaml", deployment_yaml}, {"chat_request", chat_request},
   };
   return kTargets;
 }

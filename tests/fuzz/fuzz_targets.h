@@ -21,6 +21,7 @@ bool torch_zip(const uint8_t* data, size_t size);    // a whole torch.save file 
 bool safetensors(const uint8_t* data, size_t size);  // a whole .safetensors file
 bool wire_header(const uint8_t* data, size_t size);  // 88 header bytes + bytes that pick an Expectation
 bool deployment_yaml(const uint8_t* data, size_t size);
+bool chat_request(const uint8_t* data, size_t size);  // a POST /v1/chat/completions or /v1/completions body
 
 struct Target {
   const char* name;  // folder name under tests/fuzz/corpus and tests/fuzz/regressions

@@ -42,7 +42,7 @@ size_t replay(const fuzz::Target& t, const std::vector<fs::path>& files) {
 }
 
 TEST(FuzzReplay, SeedCorporaParseOrFailCleanly) {
-  ASSERT_EQ(fuzz::targets().size(), 5u);
+  ASSERT_EQ(fuzz::targets().size(), 6u);
   for (const auto& t : fuzz::targets()) {
     const auto seeds = inputs_of("corpus", t.name);
     ASSERT_GE(seeds.size(), 3u) << "seed corpus of " << t.name;
