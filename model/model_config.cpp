@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 
 #include "common/error.h"
 #include "model/config_json.h"
@@ -51,11 +52,15 @@ RopeMode parse_rope_mode(const std::string& s, const std::string& where) {
 
 ModelConfig load_model_config(const std::string& path) {
   const std::string file = detail::is_dir(path) ? path + "/config.json" : path;
-  std::ifstream in(file);
+  struct stat st;  // stat first: opening a FIFO would block
+  GLMPIPE_CHECK(::stat(file.c_str(), &st) == 0) << file << ": cannot open model config";
+  GLMPIPE_CHECK(S_ISREG(st.st_mode)) << file << ": model config is not a regular file (a FIFO or a device?)";
+  std::ifstream in(file, std::ios::binary);
   GLMPIPE_CHECK(in.good()) << file << ": cannot open model config";
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   nlohmann::json j;
   try {
-    in >> j;
+    j = nlohmann::json::parse(text);  // strict: trailing garbage after the object is an error
   } catch (const nlohmann::json::exception& e) {
     GLMPIPE_FAIL() << file << ": invalid JSON: " << e.what();
   }

@@ -35,6 +35,7 @@ void parse_chatglm_config(const nlohmann::json& j, const std::string& file, Mode
   check_positive(file, "num_layers", c.num_layers);
   check_positive(file, "num_attention_heads", c.num_attention_heads);
   check_positive(file, "inner_hidden_size", c.inner_hidden_size);
+  check_positive(file, "max_sequence_length", c.max_sequence_length);
   GLMPIPE_CHECK(c.hidden_size % c.num_attention_heads == 0)
       << file << ": hidden_size " << c.hidden_size << " is not divisible by num_attention_heads "
       << c.num_attention_heads;
