@@ -5,6 +5,7 @@
 //
 //   bash bench/bare_kernels.sh            # builds /tmp/bare_kernels (static) from the repo sources
 //   OMP_NUM_THREADS=2 taskset -c 0,1 /tmp/bare_kernels [--rounds 5]
+//   OMP_NUM_THREADS=1 /tmp/bare_kernels --cpu-time      (a shared machine: thread CPU time)
 //
 // Prints markdown: per-shape GB/s per family, and the per-token estimate 28 × (qkv + dense + h_to_4h
 // + 4h_to_h) + bf16 lm_head against the floor (bytes / best probe). Every call reads a different
@@ -17,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -27,7 +29,18 @@ using namespace glmpipe;
 
 namespace {
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+// --cpu-time (one thread only): the calling thread's CPU time instead of wall time, so that time
+// slices lost to other processes on a shared machine do not count (memory stalls still do).
+bool g_cpu_time = false;
+
+double now_s() {
+  if (g_cpu_time) {
+    timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+  }
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
 
 constexpr int64_t kBuf = int64_t(2) << 30;
 
@@ -123,9 +136,15 @@ std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape
 
 int main(int argc, char** argv) {
   int rounds = 5;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (!std::strcmp(argv[i], "--rounds")) rounds = std::atoi(argv[i + 1]);
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
+    else if (!std::strcmp(argv[i], "--cpu-time")) g_cpu_time = true;
+  }
   const int threads = omp_get_max_threads();
+  if (g_cpu_time && threads != 1) {
+    std::fprintf(stderr, "bare_kernels: --cpu-time needs OMP_NUM_THREADS=1\n");
+    return 1;
+  }
   std::vector<KernelIsa> isas;
   if (glmpipe::detail::cpu_supports_avx2_kernels()) isas.push_back(KernelIsa::kAvx2);
   if (glmpipe::detail::cpu_supports_avx512_kernels()) isas.push_back(KernelIsa::kAvx512);
@@ -146,7 +165,8 @@ int main(int argc, char** argv) {
     pclose(f);
   }
   (void)fp;
-  std::printf("## bare_kernels, %s, %d threads, %d rounds (best / median)\n\n", cpu, threads, rounds);
+  std::printf("## bare_kernels, %s, %d threads, %d rounds (best / median), %s\n\n", cpu, threads, rounds,
+              g_cpu_time ? "thread CPU time" : "wall time");
   std::printf("| format | kernels | shape | MB | best ms | GB/s (best) | GB/s (median) |\n|---|---|---|---|---|---|---|\n");
   struct Tot {
     std::string name;
