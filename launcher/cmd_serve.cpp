@@ -18,12 +18,12 @@
 #include <thread>
 
 #include "common/error.h"
+#include "launcher/chat_setup.h"
 #include "launcher/cli_util.h"
 #include "launcher/command.h"
 #include "launcher/http_server.h"
 #include "launcher/metrics.h"
 #include "launcher/session.h"
-#include "model/tokenizer.h"
 #include "stage/request_router.h"
 
 namespace glmpipe {
@@ -33,7 +33,7 @@ struct ServeOptions {
   SessionOptions session;
   SamplingFlags sampling;
   ServerOptions server;
-  std::string tokenizer;
+  TokenizerFlags tokenizer;
   std::vector<std::string> served_names;
 };
 
@@ -87,10 +87,7 @@ void run_serve(ServeOptions o) {
     session->run();
     return;
   }
-  std::string tok_path = o.tokenizer.empty() ? session->model_dir() + "/ice_text.model" : o.tokenizer;
-  GLMPIPE_CHECK(access(tok_path.c_str(), R_OK) == 0)
-      << "serve needs a tokenizer: " << tok_path << " is missing (put ice_text.model in the model dir or use --tokenizer)";
-  auto tok = ChatGLMTokenizer::load(tok_path);
+  const LoadedChatFormat cf = session_chat_format(*session, o.tokenizer);
   o.server.model_names = o.served_names;
   if (o.server.model_names.empty()) o.server.model_names = {basename_of(session->model_dir())};
   o.server.defaults = o.sampling.over(session->deployment().generation);
@@ -106,7 +103,7 @@ void run_serve(ServeOptions o) {
     s.stats = &runner.stats();
     return s;
   };
-  ChatServer server(sched, router, metrics, tok, session->config(), o.server, snapshot);
+  ChatServer server(sched, router, metrics, cf.format, session->config(), o.server, snapshot);
   PipelineHealth health;
   health.last_progress = [&runner] { return runner.last_reply(); };
   if (LivenessMonitor* lm = session->liveness())  // "every rank answered": heard within a few heartbeats
@@ -152,7 +149,7 @@ CommandRegistrar reg("serve", "OpenAI-compatible HTTP server (chat completions, 
                  "the name clients give as \"model\" (repeat for aliases; default: the model folder's name)");
   sub.add_option("--host", o->server.host, "address to listen on (default 127.0.0.1)");
   sub.add_option("--port", o->server.port, "TCP port (default 8000)");
-  sub.add_option("--tokenizer", o->tokenizer, "ice_text.model path (default: MODEL_DIR/ice_text.model)");
+  add_tokenizer_flags(sub, o->tokenizer);
   sub.add_option("--health-timeout", o->server.health_timeout_s, "seconds the /health probe may take (default 5)");
   sub.add_option("--drain-seconds", o->server.drain_s, "on SIGTERM, wait this long for in-flight requests (default 3)");
   sub.add_option("--http-threads", o->server.threads,

@@ -57,7 +57,7 @@ struct ChatServer::Impl {
   Scheduler& sched;
   RequestRouter& router;
   ServerMetrics& metrics;
-  ChatGLMTokenizer tok;
+  ChatFormat chat;
   ModelConfig cfg;
   ServerOptions opt;
   std::function<MetricsSnapshot()> snapshot;
@@ -72,12 +72,12 @@ struct ChatServer::Impl {
   int64_t created = static_cast<int64_t>(std::time(nullptr));
   ApiContext api;  // what requests are checked against
 
-  Impl(Scheduler& s, RequestRouter& r, ServerMetrics& m, ChatGLMTokenizer t, const ModelConfig& c, ServerOptions o,
+  Impl(Scheduler& s, RequestRouter& r, ServerMetrics& m, ChatFormat f, const ModelConfig& c, ServerOptions o,
        std::function<MetricsSnapshot()> snap)
-      : sched(s), router(r), metrics(m), tok(std::move(t)), cfg(c), opt(resolve(std::move(o))), snapshot(std::move(snap)),
+      : sched(s), router(r), metrics(m), chat(std::move(f)), cfg(c), opt(resolve(std::move(o))), snapshot(std::move(snap)),
         guard(ConnectionGuardOptions{std::chrono::milliseconds(static_cast<int64_t>(opt.read_timeout_s * 1000)),
                                      opt.threads, std::chrono::milliseconds(200)}) {
-    api.tokenizer = &tok;
+    api.chat = &chat;
     api.model_names = opt.model_names;
     api.defaults = opt.defaults;
     api.vocab_size = cfg.vocab_size;
@@ -142,7 +142,7 @@ struct ChatServer::Impl {
     try {
       ApiRequest ar = ep == Endpoint::kChat ? parse_chat_request(req.body, api) : parse_completion_request(req.body, api);
       job = std::make_shared<CompletionJob>(std::move(ar), router.new_request_id(ep == Endpoint::kChat ? "chatcmpl-" : "cmpl-"),
-                                            tok, sched, router, metrics);
+                                            chat, sched, router, metrics);
     } catch (const ApiError& e) {
       return send_error(res, e);
     }
@@ -236,7 +236,7 @@ struct ChatServer::Impl {
   void probe_health(httplib::Response& res) {
     Request r;
     r.id = router.new_request_id("health-");
-    r.input_ids = {cfg.gmask_token_id, cfg.bos_token_id};
+    for (int id : chat.text_ids("")) r.input_ids.push_back(id);  // the family's prefix: [gMASK] sop (v1: suffix)
     r.params.greedy = true;
     r.params.max_new_tokens = 1;
     const std::string id = r.id;
@@ -318,9 +318,9 @@ struct ChatServer::Impl {
   }
 };
 
-ChatServer::ChatServer(Scheduler& scheduler, RequestRouter& router, ServerMetrics& metrics, ChatGLMTokenizer tokenizer,
+ChatServer::ChatServer(Scheduler& scheduler, RequestRouter& router, ServerMetrics& metrics, ChatFormat chat,
                        const ModelConfig& config, ServerOptions options, std::function<MetricsSnapshot()> snapshot)
-    : impl_(std::make_unique<Impl>(scheduler, router, metrics, std::move(tokenizer), config, std::move(options),
+    : impl_(std::make_unique<Impl>(scheduler, router, metrics, std::move(chat), config, std::move(options),
                                    std::move(snapshot))) {
   impl_->routes();
 }

@@ -30,7 +30,7 @@
 
 #include "checkpoint/model_config.h"
 #include "launcher/metrics.h"
-#include "model/tokenizer.h"
+#include "model/chat/chat_format.h"
 #include "stage/request_router.h"
 #include "stage/sampler.h"
 #include "stage/scheduler.h"
@@ -58,7 +58,8 @@ struct PipelineHealth {
 
 class ChatServer {
  public:
-  ChatServer(Scheduler& scheduler, RequestRouter& router, ServerMetrics& metrics, ChatGLMTokenizer tokenizer,
+  // `chat`: the model's tokenizer and chat family (launcher/chat_setup.h session_chat_format).
+  ChatServer(Scheduler& scheduler, RequestRouter& router, ServerMetrics& metrics, ChatFormat chat,
              const ModelConfig& config, ServerOptions options, std::function<MetricsSnapshot()> snapshot);
   ~ChatServer();
 

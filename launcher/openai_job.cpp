@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "model/chat_prompt.h"
 
 namespace glmpipe {
 
@@ -24,14 +23,16 @@ struct GoneCheck {
 }  // namespace
 
 struct CompletionJob::Choice {
-  Choice(int64_t i, const ChatGLMTokenizer& tok, const SamplingParams& p, const std::vector<int64_t>& context)
-      : index(i), text(tok, p.stop, context) {}
+  Choice(int64_t i, const ChatFormat& chat, const SamplingParams& p, const std::vector<int64_t>& context)
+      : index(i), text(chat.tokenizer_ptr(), p.stop, context) {}
   int64_t index = 0;
   size_t prompt = 0;  // index into req_.prompts
   std::string request_id;
   std::shared_ptr<RequestRouter::Stream> stream;
   int64_t completion_tokens = 0;
   ChoiceText text;
+  std::vector<int> ids;  // generated, the final stop id excluded (parse_reply)
+  bool lead_done = false;  // streamed chat: the reply's leading whitespace is behind us
   std::vector<TokenLogprob> logprobs;
   size_t logprobs_sent = 0;
   bool got_event = false;   // the first event arrived (admission decided)
@@ -42,9 +43,9 @@ struct CompletionJob::Choice {
   Clock::time_point start = Clock::now(), last_token;
 };
 
-CompletionJob::CompletionJob(ApiRequest req, std::string id, const ChatGLMTokenizer& tok, Scheduler& sched,
+CompletionJob::CompletionJob(ApiRequest req, std::string id, const ChatFormat& chat, Scheduler& sched,
                              RequestRouter& router, ServerMetrics& metrics)
-    : req_(std::move(req)), id_(std::move(id)), tok_(tok), sched_(sched), router_(router), metrics_(metrics) {
+    : req_(std::move(req)), id_(std::move(id)), chat_(chat), sched_(sched), router_(router), metrics_(metrics) {
   for (size_t p = 0; p < req_.prompts.size(); ++p)
     for (int64_t i = 0; i < req_.n; ++i) {
       // Completions continue the prompt's text: decode the first tokens in the prompt's context.
@@ -52,7 +53,7 @@ CompletionJob::CompletionJob(ApiRequest req, std::string id, const ChatGLMTokeni
       std::vector<int64_t> context;
       if (req_.endpoint == Endpoint::kCompletions)
         context.assign(ids.end() - std::min<size_t>(ids.size(), 8), ids.end());
-      auto c = std::make_unique<Choice>(static_cast<int64_t>(choices_.size()), tok_, req_.params, context);
+      auto c = std::make_unique<Choice>(static_cast<int64_t>(choices_.size()), chat_, req_.params, context);
       c->prompt = p;
       choices_.push_back(std::move(c));
     }
@@ -78,6 +79,7 @@ bool CompletionJob::start(const SubmitFn& submit, const GoneFn& gone) {
     r.input_ids = req_.prompts[c->prompt].ids;
     r.params = req_.params;
     r.params.seed = req_.params.seed + static_cast<uint64_t>(c->index % req_.n);
+    r.stop_ids = req_.stop_ids;
     c->request_id = r.id;
     if (!submit(std::move(r), c->stream)) {
       release_all();
@@ -125,6 +127,7 @@ void CompletionJob::on_event(Choice& c, const TokenEvent& ev) {
     const bool eos = ev.finished && ev.finish_reason == "stop";
     if (!eos) {
       if (ev.has_logprob) c.logprobs.push_back({ev.token, ev.logprob, ev.top_logprobs});
+      c.ids.push_back(static_cast<int>(ev.token));
       if (c.text.push(static_cast<int>(ev.token))) {  // a stop string: the choice ends here
         c.finished = true;
         c.finish_reason = "stop";
@@ -181,10 +184,15 @@ int64_t CompletionJob::completion_tokens() const {
 
 json CompletionJob::logprobs_json(const Choice& c, size_t from, size_t to) const {
   std::vector<TokenLogprob> part(c.logprobs.begin() + from, c.logprobs.begin() + to);
-  if (req_.endpoint == Endpoint::kChat) return chat_logprobs(tok_, part);
+  if (req_.endpoint == Endpoint::kChat) return chat_logprobs(chat_.tokenizer(), part);
   size_t offset = req_.echo ? req_.prompts[c.prompt].text.size() : 0;
-  for (size_t i = 0; i < from; ++i) offset += token_text(tok_, static_cast<int>(c.logprobs[i].id)).size();
-  return completion_logprobs(tok_, part, offset);
+  for (size_t i = 0; i < from; ++i) offset += token_text(chat_.tokenizer(), static_cast<int>(c.logprobs[i].id)).size();
+  return completion_logprobs(chat_.tokenizer(), part, offset);
+}
+
+ChoiceOut CompletionJob::reply_of(const Choice& c) const {
+  return chat_choice(chat_, c.index, c.ids, c.text.text(), c.text.stopped(), req_.tools_offered, c.finish_reason,
+                     id_.substr(id_.find('-') + 1) + "_" + std::to_string(c.index));
 }
 
 bool CompletionJob::run_to_end(json& body, const GoneFn& gone) {
@@ -202,12 +210,13 @@ bool CompletionJob::run_to_end(json& body, const GoneFn& gone) {
   for (const auto& c : choices_) {
     if (c->finish_reason != "stop" && c->finish_reason != "length") throw failure(*c);
     ChoiceOut o;
-    o.index = c->index;
-    o.finish_reason = c->finish_reason;
-    if (req_.endpoint == Endpoint::kChat)
-      o.text = postprocess_response(c->text.text());
-    else
+    if (req_.endpoint == Endpoint::kChat) {
+      o = reply_of(*c);
+    } else {
+      o.index = c->index;
+      o.finish_reason = c->finish_reason;
       o.text = (req_.echo ? req_.prompts[c->prompt].text : std::string()) + c->text.text();
+    }
     o.with_logprobs = req_.params.top_logprobs >= 0;
     if (o.with_logprobs) o.logprobs = logprobs_json(*c, 0, c->logprobs.size());
     outs.push_back(std::move(o));
@@ -216,30 +225,48 @@ bool CompletionJob::run_to_end(json& body, const GoneFn& gone) {
   return true;
 }
 
+void CompletionJob::emit(Choice& c, std::vector<json>& out) {
+  if (c.final_sent) return;
+  const bool chat = req_.endpoint == Endpoint::kChat;
+  // With tools offered, a chat reply may turn out to be a call: nothing is shown before it ends.
+  const bool hold = chat && req_.tools_offered && !c.finished;
+  std::string text;
+  if (!c.head_sent && !chat && req_.echo) text = req_.prompts[c.prompt].text;
+  json tool_calls = nullptr;
+  std::string reason = c.finish_reason;
+  if (chat && req_.tools_offered && c.finished) {
+    ChoiceOut o = reply_of(c);
+    reason = o.finish_reason;
+    if (!o.tool_calls.empty()) tool_calls = tool_calls_json(o.tool_calls, true);
+    else text = o.text;
+  } else if (!hold) {
+    text += c.text.take_stable();
+    if (chat && chat_.family() != ChatFamily::kChatGLM && !c.lead_done) {
+      const size_t b = text.find_first_not_of(" \t\r\n");
+      text = b == std::string::npos ? "" : text.substr(b);
+      c.lead_done = !text.empty();
+    }
+  }
+  const size_t lp_end = hold ? c.logprobs_sent : c.logprobs.size();
+  const bool lps = req_.params.top_logprobs >= 0 && lp_end > c.logprobs_sent;
+  // Chat: the first chunk of a choice carries only the role (content ""), as OpenAI's does.
+  if (!c.head_sent && chat) out.push_back(stream_chunk(req_.endpoint, id_, req_.model, c.index, "", true, nullptr, nullptr));
+  if (!text.empty() || lps || tool_calls.is_array())
+    out.push_back(stream_chunk(req_.endpoint, id_, req_.model, c.index, text, false,
+                               lps ? logprobs_json(c, c.logprobs_sent, lp_end) : json(nullptr), nullptr, tool_calls));
+  c.head_sent = true;
+  c.logprobs_sent = lp_end;
+  if (c.finished) {
+    c.final_sent = true;
+    if (reason != "stop" && reason != "length" && reason != "tool_calls") reason = "error";
+    out.push_back(stream_chunk(req_.endpoint, id_, req_.model, c.index, "", false, nullptr, reason));
+    release(c);
+  }
+}
+
 void CompletionJob::next_chunks(std::vector<json>& out, bool& done, std::chrono::milliseconds wait) {
   done = false;
-  auto emit = [&](Choice& c) {
-    std::string text;
-    if (!c.head_sent && req_.endpoint == Endpoint::kCompletions && req_.echo) text = req_.prompts[c.prompt].text;
-    text += c.text.take_stable();
-    const size_t lp_end = c.logprobs.size();
-    const bool lps = req_.params.top_logprobs >= 0 && lp_end > c.logprobs_sent;
-    // Chat: the first chunk of a choice carries only the role (content ""), as OpenAI's does.
-    if (!c.head_sent && req_.endpoint == Endpoint::kChat)
-      out.push_back(stream_chunk(req_.endpoint, id_, req_.model, c.index, "", true, nullptr, nullptr));
-    if (!text.empty() || lps)
-      out.push_back(stream_chunk(req_.endpoint, id_, req_.model, c.index, text, false,
-                                 lps ? logprobs_json(c, c.logprobs_sent, lp_end) : json(nullptr), nullptr));
-    c.head_sent = true;
-    c.logprobs_sent = lp_end;
-    if (c.finished && !c.final_sent) {
-      c.final_sent = true;
-      const std::string reason = c.finish_reason == "stop" || c.finish_reason == "length" ? c.finish_reason : "error";
-      out.push_back(stream_chunk(req_.endpoint, id_, req_.model, c.index, "", false, nullptr, reason));
-      release(c);
-    }
-  };
-  for (auto& c : choices_) emit(*c);
+  for (auto& c : choices_) emit(*c, out);
   bool all = true;
   for (const auto& c : choices_) all = all && c->final_sent;
   if (all) {
@@ -251,7 +278,7 @@ void CompletionJob::next_chunks(std::vector<json>& out, bool& done, std::chrono:
     return;
   }
   if (out.empty() && pump(wait))
-    for (auto& c : choices_) emit(*c);
+    for (auto& c : choices_) emit(*c, out);
 }
 
 }  // namespace glmpipe

@@ -2,6 +2,10 @@
 // own scheduler Request with seed + choice index), their events turned into choice text (stop
 // strings, logprobs), and the answer: one body, or stream chunks. HTTP-free: the server hands it
 // a submit function and writes what it returns.
+// Chat replies are read the family's way (ChatFormat::parse_reply): with tools offered, a reply
+// that is a tool call becomes `tool_calls` (finish_reason "tool_calls"); a streamed choice then
+// holds its text back until it ends (a call is only known once its body is complete). ChatGLM2+
+// replies start with "\n": streamed chat text drops leading whitespace, as the parse's strip does.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -26,7 +30,8 @@ class CompletionJob {
   // accepts work.
   using SubmitFn = std::function<bool(Request r, std::shared_ptr<RequestRouter::Stream>& stream)>;
 
-  CompletionJob(ApiRequest req, std::string id, const ChatGLMTokenizer& tok, Scheduler& sched, RequestRouter& router,
+  // `chat`: the model's tokenizer and chat family (choice text, reply parsing); outlives the job.
+  CompletionJob(ApiRequest req, std::string id, const ChatFormat& chat, Scheduler& sched, RequestRouter& router,
                 ServerMetrics& metrics);
   ~CompletionJob();  // releases whatever is still open (cancels unfinished sequences)
 
@@ -55,12 +60,14 @@ class CompletionJob {
   void release(Choice& c);
   ApiError failure(const Choice& c) const;
   nlohmann::json logprobs_json(const Choice& c, size_t from, size_t to) const;
+  ChoiceOut reply_of(const Choice& c) const;  // chat: content or tool calls, once finished
+  void emit(Choice& c, std::vector<nlohmann::json>& out);  // stream chunks of one choice
   int64_t prompt_tokens() const;
   int64_t completion_tokens() const;
 
   ApiRequest req_;
   std::string id_;
-  const ChatGLMTokenizer& tok_;
+  const ChatFormat& chat_;
   Scheduler& sched_;
   RequestRouter& router_;
   ServerMetrics& metrics_;

@@ -3,11 +3,12 @@
 #include <random>
 
 #include "common/error.h"
-#include "model/chat_prompt.h"
+#include "model/chat/chat_json.h"
 
 namespace glmpipe {
 
 using json = nlohmann::json;
+using ojson = nlohmann::ordered_json;
 
 json error_body(const ApiError& e) {
   json err = {{"message", e.message}, {"type", e.type}, {"param", nullptr}, {"code", nullptr}};
@@ -26,7 +27,8 @@ constexpr int64_t kMaxChoices = 64;
   throw ApiError{400, message, param, code};
 }
 
-bool given(const json& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
+template <class J>
+bool given(const J& j, const char* key) { return j.contains(key) && !j[key].is_null(); }
 
 json parse_object(const std::string& body) {
   json j;
@@ -67,7 +69,8 @@ int64_t integer(const json& j, const char* key, int64_t lo, int64_t hi, int64_t 
 }
 
 // Fields OpenAI defines that this server does not implement: present and not null/default → 400.
-void refuse_unsupported(const json& j, std::initializer_list<const char*> keys) {
+template <class J>
+void refuse_unsupported(const J& j, std::initializer_list<const char*> keys) {
   for (const char* k : keys)
     if (given(j, k)) refuse(k, std::string("'") + k + "' is not supported by this server", "unsupported_parameter");
 }
@@ -96,9 +99,10 @@ void read_common(const json& j, const ApiContext& ctx, ApiRequest& r) {
   if (given(j, "store") && boolean(j, "store", false)) refuse("store", "'store' is not supported by this server (no storage)");
 }
 
-std::string message_text(const json& m) {
-  const json& c = m["content"];
+std::string message_text(const ojson& m) {
+  const ojson& c = m["content"];
   if (c.is_string()) return c.get<std::string>();
+  if (c.is_null() && m.contains("tool_calls")) return "";  // an assistant message that only calls tools
   if (c.is_array()) {  // content parts: text only
     std::string text;
     for (const auto& part : c) {
@@ -112,34 +116,63 @@ std::string message_text(const json& m) {
   refuse("messages", "each message must have a string (or text-parts) 'content'", "invalid_type");
 }
 
-std::string chat_prompt(const json& j) {
+// `tools` and `tool_choice`: true when the tools go into the prompt (ApiRequest::tools_offered).
+bool read_tools(const ojson& j, const ApiContext& ctx) {
+  refuse_unsupported(j, {"functions", "function_call"});
+  const bool can = ctx.chat->supports_tools();
+  const std::string family = chat_family_name(ctx.chat->family());
+  if (given(j, "tools") && !j["tools"].is_array()) refuse("tools", "'tools' must be an array", "invalid_type");
+  const bool tools = given(j, "tools") && !j["tools"].empty();
+  if (tools && !can)
+    refuse("tools", "this model family (" + family + ") has no tool-call format: 'tools' cannot be honoured");
+  if (tools)
+    for (const auto& t : j["tools"])
+      if (!t.is_object() || !t.contains("function") || !t["function"].is_object() || !t["function"].contains("name") ||
+          !t["function"]["name"].is_string() || (t.contains("type") && t["type"] != "function"))
+        refuse("tools", "each tool must be {\"type\": \"function\", \"function\": {\"name\": ..., ...}}", "invalid_type");
+  std::string choice = "auto";
+  if (given(j, "tool_choice")) {
+    const ojson& c = j["tool_choice"];
+    if (c.is_string() && (c == "none" || c == "auto")) choice = c.get<std::string>();
+    else if (c.is_string() && c == "required")
+      refuse("tool_choice", "tool_choice \"required\" is not supported (no constrained decoding): use \"auto\" or \"none\"");
+    else if (c.is_object())
+      refuse("tool_choice", "a named tool_choice is not supported (no constrained decoding): use \"auto\" or \"none\"");
+    else
+      refuse("tool_choice", "'tool_choice' must be \"none\", \"auto\", \"required\" or an object", "invalid_type");
+    if (!can && choice != "none")
+      refuse("tool_choice", "this model family (" + family + ") has no tool-call format: only tool_choice \"none\" is possible");
+  }
+  return tools && choice != "none";
+}
+
+// The chat prompt's ids: the OpenAI messages normalized (content parts joined, "developer" as
+// "system") into the chat JSON `tokenize --chat` reads, then the family's prompt builder.
+std::vector<int64_t> chat_prompt_ids(const ojson& j, const ApiContext& ctx, bool tools_offered) {
   if (!j.contains("messages")) refuse("messages", "'messages' is a required property", "missing_required_parameter");
-  const json& msgs = j["messages"];
+  const ojson& msgs = j["messages"];
   if (!msgs.is_array() || msgs.empty()) refuse("messages", "'messages' must be a non-empty array", "invalid_type");
-  std::vector<ChatMessage> messages;
+  ojson norm = ojson::array();
   for (const auto& m : msgs) {
     if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content"))
       refuse("messages", "each message must be an object with string 'role' and 'content'", "invalid_type");
-    if (given(m, "tool_calls")) refuse("messages", "assistant 'tool_calls' messages need a model with tool calling");
+    if (given(m, "tool_calls") && !ctx.chat->supports_tools())
+      refuse("messages", "assistant 'tool_calls' messages need a model with tool calling");
     std::string role = m["role"].get<std::string>();
     if (role == "developer") role = "system";  // OpenAI's newer name for the system message
-    messages.push_back({role, message_text(m)});
+    ojson n = {{"role", role}, {"content", message_text(m)}};
+    for (const char* k : {"metadata", "tool_calls"})
+      if (given(m, k)) n[k] = m[k];
+    norm.push_back(std::move(n));
   }
+  std::vector<int64_t> ids;
   try {
-    return build_prompt_from_messages(messages);
+    const std::vector<ChatMessage> messages = messages_from_json(norm, "messages");
+    for (int id : ctx.chat->prompt_ids(messages, tools_offered ? j["tools"] : ojson(nullptr))) ids.push_back(id);
   } catch (const Error& e) {
     refuse("messages", std::string("invalid messages: ") + e.what());
   }
-}
-
-void read_tools(const json& j, const ApiContext& ctx) {
-  const bool tools = given(j, "tools") && !(j["tools"].is_array() && j["tools"].empty());
-  if (tools && !ctx.tool_calling)
-    refuse("tools", "this model family has no tool-call format: 'tools' cannot be honoured");
-  if (given(j, "tool_choice") && !(j["tool_choice"].is_string() && j["tool_choice"] == "none") && !ctx.tool_calling)
-    refuse("tool_choice", "this model family has no tool-call format: only tool_choice \"none\" is possible");
-  if (tools) refuse("tools", "tool calling is not implemented for this model yet");
-  refuse_unsupported(j, {"functions", "function_call"});
+  return ids;
 }
 
 void read_response_format(const json& j) {
@@ -154,7 +187,7 @@ void read_response_format(const json& j) {
 
 std::vector<int64_t> encode(const ApiContext& ctx, const std::string& text) {
   std::vector<int64_t> ids;
-  for (int id : ctx.tokenizer->encode(text)) ids.push_back(id);
+  for (int id : ctx.chat->text_ids(text)) ids.push_back(id);
   return ids;
 }
 
@@ -168,7 +201,7 @@ ApiPrompt id_prompt(const json& a, const ApiContext& ctx) {
     ints.push_back(v.get<int>());
   }
   if (p.ids.empty()) refuse("prompt", "an empty token list is not a prompt");
-  p.text = ctx.tokenizer->decode(ints);
+  p.text = ctx.chat->tokenizer().decode(ints);
   return p;
 }
 
@@ -200,22 +233,25 @@ std::vector<ApiPrompt> completion_prompts(const json& j, const ApiContext& ctx) 
 
 ApiRequest parse_chat_request(const std::string& body, const ApiContext& ctx) {
   const json j = parse_object(body);
+  const ojson oj = ojson::parse(body);  // key order kept: the tools' JSON goes into the prompt as given
   ApiRequest r;
   r.endpoint = Endpoint::kChat;
-  const std::string prompt = chat_prompt(j);
+  if (!oj.contains("messages")) refuse("messages", "'messages' is a required property", "missing_required_parameter");
+  r.tools_offered = read_tools(oj, ctx);
+  const std::vector<int64_t> prompt = chat_prompt_ids(oj, ctx, r.tools_offered);
   read_common(j, ctx, r);
   if (boolean(j, "logprobs", false)) {
     r.params.top_logprobs = integer(j, "top_logprobs", 0, kMaxTopLogprobs, 0);
   } else if (given(j, "top_logprobs")) {
     refuse("top_logprobs", "'top_logprobs' needs 'logprobs': true");
   }
-  read_tools(j, ctx);
   read_response_format(j);
   if (given(j, "modalities") && !(j["modalities"].is_array() && j["modalities"].size() == 1 && j["modalities"][0] == "text"))
     refuse("modalities", "only the \"text\" modality is supported", "unsupported_parameter");
   if (given(j, "parallel_tool_calls") && !j["parallel_tool_calls"].is_boolean())
     refuse("parallel_tool_calls", "'parallel_tool_calls' must be a boolean", "invalid_type");
-  r.prompts.push_back({encode(ctx, prompt), ""});
+  r.prompts.push_back({prompt, ""});
+  r.stop_ids = ctx.chat->stop_ids();
   return r;
 }
 
@@ -232,6 +268,7 @@ ApiRequest parse_completion_request(const std::string& body, const ApiContext& c
   if (given(j, "suffix") && !(j["suffix"].is_string() && j["suffix"].get<std::string>().empty()))
     refuse("suffix", "'suffix' (insertion) is not supported by this model", "unsupported_parameter");
   if (integer(j, "best_of", 1, kMaxChoices, 1) != 1) refuse("best_of", "'best_of' > 1 is not supported", "unsupported_parameter");
+  r.stop_ids = ctx.chat->stop_ids();
   return r;
 }
 

@@ -7,6 +7,12 @@
 // sampling fields are read by the project's one validator (common/sampling_params.h), so they mean
 // the same here as in `batch` lines and the YAML `generation:` defaults. Extensions accepted on
 // both endpoints: top_k, repetition_penalty, greedy, max_length.
+//
+// Chat prompts are the model's chat format (model/chat/chat_format.h), built from the same JSON as
+// `glmpipe tokenize --chat` reads (model/chat/chat_json.h). ChatGLM3 and GLM-4: `tools` become the
+// family's tool system prompt; tool_choice "auto" (default) and "none" (tools left out of the
+// prompt) are honoured, "required" and a named function are refused (no constrained decoding);
+// assistant `tool_calls` and "tool" messages replay a call and its result.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -16,7 +22,7 @@
 #include <vector>
 
 #include "common/sampling_params.h"
-#include "model/tokenizer.h"
+#include "model/chat/chat_format.h"
 
 namespace glmpipe {
 
@@ -35,11 +41,12 @@ std::string dump_json(const nlohmann::json& j);
 
 // What a request is checked against.
 struct ApiContext {
-  const ChatGLMTokenizer* tokenizer = nullptr;
+  // The tokenizer and chat family: chat prompts (tools included), completions' encode, stop ids;
+  // tool calling when the family has a tool-call format (ChatGLM3, GLM-4).
+  const ChatFormat* chat = nullptr;
   std::vector<std::string> model_names;  // the served names (aliases); [0] is the primary one
   SamplingParams defaults;               // for fields a request leaves out
   int64_t vocab_size = 0;                // bounds logit_bias ids
-  bool tool_calling = false;             // the model family has a tool-call format
 };
 
 enum class Endpoint { kChat, kCompletions };
@@ -59,6 +66,8 @@ struct ApiRequest {
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage: a final chunk with usage
   bool echo = false;           // completions: the prompt text before the completion
+  bool tools_offered = false;  // chat: `tools` went into the prompt (tool_choice not "none")
+  std::vector<int64_t> stop_ids;  // the chat family's stop ids (GLM-4: 3)
 };
 
 // Throw ApiError naming the offending field.

@@ -72,28 +72,9 @@ std::string ChoiceText::take_stable() {
   return out;
 }
 
-std::string token_text(const ChatGLMTokenizer& tok, int id) {
-  std::string p = tok.id_to_piece(id);
-  if (p == "<n>") return "\n";
-  if (p == "<|tab|>") return "\t";
-  if (p.rfind("<|blank_", 0) == 0 && p.size() > 10) return std::string(std::atoi(p.c_str() + 8), ' ');
-  if (p.size() == 6 && p.rfind("<0x", 0) == 0 && p.back() == '>')
-    return std::string(1, static_cast<char>(std::strtol(p.substr(3, 2).c_str(), nullptr, 16)));
-  if (tok.piece_type(id) == ChatGLMTokenizer::PieceType::kControl) return p;
-  std::string out;
-  static const std::string kSpace = "\xE2\x96\x81";  // ▁
-  for (size_t i = 0; i < p.size();) {
-    if (p.compare(i, kSpace.size(), kSpace) == 0) {
-      out += ' ';
-      i += kSpace.size();
-    } else {
-      out += p[i++];
-    }
-  }
-  return out;
-}
+std::string token_text(const Tokenizer& tok, int id) { return tok.token_bytes(id); }
 
-json chat_logprobs(const ChatGLMTokenizer& tok, const std::vector<TokenLogprob>& lps) {
+json chat_logprobs(const Tokenizer& tok, const std::vector<TokenLogprob>& lps) {
   json content = json::array();
   for (const auto& lp : lps) {
     json top = json::array();
@@ -107,7 +88,7 @@ json chat_logprobs(const ChatGLMTokenizer& tok, const std::vector<TokenLogprob>&
   return json{{"content", content}, {"refusal", nullptr}};
 }
 
-json completion_logprobs(const ChatGLMTokenizer& tok, const std::vector<TokenLogprob>& lps, size_t offset0) {
+json completion_logprobs(const Tokenizer& tok, const std::vector<TokenLogprob>& lps, size_t offset0) {
   json tokens = json::array(), logprobs = json::array(), tops = json::array(), offsets = json::array();
   size_t off = offset0;
   for (const auto& lp : lps) {
@@ -129,13 +110,45 @@ json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
               {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
+ChoiceOut chat_choice(const ChatFormat& chat, int64_t index, const std::vector<int>& ids, const std::string& text,
+                      bool stopped, bool tools_offered, const std::string& finish_reason, const std::string& call_id) {
+  ChoiceOut o;
+  o.index = index;
+  o.finish_reason = finish_reason;
+  if (stopped) {  // a stop string cut the reply: what came before it is text, never a call
+    o.text = chat.reply_text(text);
+    return o;
+  }
+  ChatReply r = chat.parse_reply(ids, tools_offered);
+  o.text = std::move(r.content);
+  o.tool_calls = std::move(r.tool_calls);
+  for (size_t k = 0; k < o.tool_calls.size(); ++k)
+    if (o.tool_calls[k].id.empty()) o.tool_calls[k].id = "call_" + call_id + "_" + std::to_string(k);
+  if (!o.tool_calls.empty() && finish_reason == "stop") o.finish_reason = "tool_calls";
+  return o;
+}
+
+json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index) {
+  json out = json::array();
+  for (size_t k = 0; k < calls.size(); ++k) {
+    json c = {{"id", calls[k].id}, {"type", "function"},
+              {"function", {{"name", calls[k].name}, {"arguments", calls[k].arguments}}}};
+    if (with_index) c["index"] = k;
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
 json completion_body(Endpoint ep, const std::string& id, const std::string& model, const std::vector<ChoiceOut>& choices,
                      int64_t prompt_tokens, int64_t completion_tokens) {
   json cs = json::array();
   for (const auto& c : choices) {
     json o = {{"index", c.index}, {"finish_reason", c.finish_reason},
               {"logprobs", c.with_logprobs ? c.logprobs : json(nullptr)}};
-    if (ep == Endpoint::kChat)
+    if (ep == Endpoint::kChat && !c.tool_calls.empty())
+      o["message"] = {{"role", "assistant"}, {"content", c.text.empty() ? json(nullptr) : json(c.text)},
+                      {"tool_calls", tool_calls_json(c.tool_calls, false)}};
+    else if (ep == Endpoint::kChat)
       o["message"] = {{"role", "assistant"}, {"content", c.text}};
     else
       o["text"] = c.text;
@@ -150,12 +163,15 @@ json completion_body(Endpoint ep, const std::string& id, const std::string& mode
 }
 
 json stream_chunk(Endpoint ep, const std::string& id, const std::string& model, int64_t index, const std::string& text,
-                  bool role, const json& logprobs, const json& finish_reason) {
+                  bool role, const json& logprobs, const json& finish_reason, const json& tool_calls) {
   json c = {{"index", index}, {"logprobs", logprobs}, {"finish_reason", finish_reason}};
   if (ep == Endpoint::kChat) {
     json delta = json::object();
     if (role) delta["role"] = "assistant";
-    if (role || !text.empty()) delta["content"] = text;
+    if (tool_calls.is_array())
+      delta["tool_calls"] = tool_calls;
+    else if (role || !text.empty())
+      delta["content"] = text;
     c["delta"] = delta;
   } else {
     c["text"] = text;

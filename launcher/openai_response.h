@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "launcher/openai_request.h"
+#include "model/chat/chat_format.h"
 #include "model/tokenizer.h"
 
 namespace glmpipe {
@@ -25,8 +26,6 @@ class ChoiceText {
   // tail, so that a first piece "▁that" decodes to " that" as it does inside the whole text).
   ChoiceText(std::shared_ptr<const Tokenizer> tok, std::vector<std::string> stop,
              const std::vector<int64_t>& context = {});
-  ChoiceText(const ChatGLMTokenizer& tok, std::vector<std::string> stop, const std::vector<int64_t>& context = {})
-      : ChoiceText(std::make_shared<ChatGLMTokenizer>(tok), std::move(stop), context) {}
   // Feeds one generated id (not the final eos). Returns true when a stop string completed: the
   // choice is over (finish_reason "stop") and further tokens are ignored.
   bool push(int id);
@@ -47,9 +46,9 @@ class ChoiceText {
   bool stopped_ = false, finished_ = false;
 };
 
-// The text of one token for logprobs ("token" and "bytes"): its piece with ▁ as a space and the
-// ChatGLM specials (<n>, <|tab|>, <|blank_k|>, byte pieces) as the characters they stand for.
-std::string token_text(const ChatGLMTokenizer& tok, int id);
+// The text of one token for logprobs ("token" and "bytes"): Tokenizer::token_bytes (a piece with
+// ▁ as a space, v1's <n>, <|tab|>, <|blank_k|> and byte pieces as what they stand for).
+std::string token_text(const Tokenizer& tok, int id);
 
 struct TokenLogprob {
   int64_t id = 0;
@@ -58,10 +57,10 @@ struct TokenLogprob {
 };
 
 // choices[].logprobs.content[] entries {token, logprob, bytes, top_logprobs[]} (chat).
-nlohmann::json chat_logprobs(const ChatGLMTokenizer& tok, const std::vector<TokenLogprob>& lps);
+nlohmann::json chat_logprobs(const Tokenizer& tok, const std::vector<TokenLogprob>& lps);
 // choices[].logprobs {tokens, token_logprobs, top_logprobs, text_offset} (completions); `offset0`:
 // the text offset of the first token.
-nlohmann::json completion_logprobs(const ChatGLMTokenizer& tok, const std::vector<TokenLogprob>& lps, size_t offset0);
+nlohmann::json completion_logprobs(const Tokenizer& tok, const std::vector<TokenLogprob>& lps, size_t offset0);
 
 nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
 
@@ -69,19 +68,31 @@ nlohmann::json usage_json(int64_t prompt_tokens, int64_t completion_tokens);
 struct ChoiceOut {
   int64_t index = 0;
   std::string text;  // chat: post-processed content; completions: echo + raw text
-  std::string finish_reason;
+  std::vector<ToolCall> tool_calls;  // chat: the model's calls (content null when text is empty)
+  std::string finish_reason;         // "tool_calls" when there are calls
   bool with_logprobs = false;
   nlohmann::json logprobs;  // chat_logprobs / completion_logprobs
 };
+
+// A chat choice's reply once generation ended: `ids` the generated ids (stop id excluded), `text`
+// the ChoiceText (cut before a stop string when `stopped`). A stop string's cut is text (the
+// family's clean-up); otherwise the family's parse_reply, whose tool calls (tools offered) get ids
+// "call_<choice id>_<k>" and finish_reason "tool_calls".
+ChoiceOut chat_choice(const ChatFormat& chat, int64_t index, const std::vector<int>& ids, const std::string& text,
+                      bool stopped, bool tools_offered, const std::string& finish_reason, const std::string& call_id);
+// OpenAI message.tool_calls: [{"id", "type": "function", "function": {"name", "arguments"}}] (with
+// "index" for stream deltas).
+nlohmann::json tool_calls_json(const std::vector<ToolCall>& calls, bool with_index);
 
 nlohmann::json completion_body(Endpoint ep, const std::string& id, const std::string& model,
                                const std::vector<ChoiceOut>& choices, int64_t prompt_tokens, int64_t completion_tokens);
 
 // One stream chunk carrying one choice's delta (chat: {"role"/"content"}; completions: the text).
-// `finish_reason` null while streaming; `logprobs` null when not asked.
+// `finish_reason` null while streaming; `logprobs` null when not asked. `tool_calls` (chat, an
+// array): the delta carries them (tool_calls_json with index) instead of content.
 nlohmann::json stream_chunk(Endpoint ep, const std::string& id, const std::string& model, int64_t index,
                             const std::string& text, bool role, const nlohmann::json& logprobs,
-                            const nlohmann::json& finish_reason);
+                            const nlohmann::json& finish_reason, const nlohmann::json& tool_calls = nullptr);
 // The final usage chunk (stream_options.include_usage): empty choices, usage set.
 nlohmann::json usage_chunk(Endpoint ep, const std::string& id, const std::string& model, int64_t prompt_tokens,
                            int64_t completion_tokens);

@@ -1,5 +1,7 @@
 #include "model/tokenizer.h"
 
+#include <cstdlib>
+
 #include "common/error.h"
 
 namespace glmpipe {
@@ -111,6 +113,15 @@ std::string ChatGLMTokenizer::decode(const std::vector<int>& ids, bool /*keep_sp
 }
 
 std::string ChatGLMTokenizer::id_to_piece(int id) const { return sp_.id_to_piece(id); }
+
+std::string ChatGLMTokenizer::token_bytes(int id) const {
+  const std::string p = id_to_piece(id);
+  if (p == "<n>") return "\n";
+  if (p == "<|tab|>") return "\t";
+  if (p.rfind("<|blank_", 0) == 0 && p.size() > 10) return std::string(size_t(std::atoi(p.c_str() + 8)), ' ');
+  if (piece_type(id) == PieceType::kControl) return p;
+  return spm_piece_bytes(p);
+}
 
 int ChatGLMTokenizer::piece_to_id(const std::string& piece) const { return sp_.piece_to_id(piece); }
 

@@ -37,6 +37,8 @@ class ChatGLMTokenizer : public Tokenizer {
   // byte pieces becomes U+FFFD. No punctuation fix-up (see chat_prompt.h postprocess_response).
   // v1's specials are pieces; keep_specials has no effect.
   std::string decode(const std::vector<int>& ids, bool keep_specials = false) const override;
+  // <n> → "\n", <|tab|> → "\t", <|blank_k|> → k spaces, <0xNN> → the byte, ▁ → space.
+  std::string token_bytes(int id) const override;
 
   TokenizerKind kind() const override { return TokenizerKind::kChatGLM6B; }
   int special_id(const std::string& token) const override;  // a control/user-defined piece's id

@@ -77,7 +77,7 @@ ChatFamilyChoice choose_chat_family(const std::string& model_dir, TokenizerKind 
     GLMPIPE_CHECK(tokenizer_kind_of(*override_family) == kind)
         << "chat family " << chat_family_name(*override_family) << " does not fit the tokenizer ("
         << tokenizer_kind_name(kind) << ")";
-    return {*override_family, "set by the deployment"};
+    return {*override_family, "given (--family, --chat-family or tokenizer.chat_family)"};
   }
   switch (kind) {
     case TokenizerKind::kChatGLM6B: return {ChatFamily::kChatGLM, "the tokenizer is ChatGLM-6B's ice_text.model"};

@@ -39,6 +39,13 @@ std::string ChatGLM2Tokenizer::decode(const std::vector<int>& ids, bool keep_spe
   return text + sp_.decode(run);
 }
 
+std::string ChatGLM2Tokenizer::token_bytes(int id) const {
+  if (is_special(id)) return specials_[size_t(id - n_words_)];
+  if (id < 0 || id >= n_words_) return "";
+  const std::string p = sp_.id_to_piece(id);
+  return sp_.piece_type(id) == SpmProcessor::PieceType::kControl ? p : spm_piece_bytes(p);
+}
+
 int ChatGLM2Tokenizer::special_id(const std::string& token) const {
   for (size_t i = 0; i < specials_.size(); ++i)
     if (specials_[i] == token) return n_words_ + static_cast<int>(i);

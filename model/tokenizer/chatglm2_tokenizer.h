@@ -31,6 +31,7 @@ class ChatGLM2Tokenizer : public Tokenizer {
   // Without keep_specials: one sentencepiece decode of the non-special ids (HF ChatGLM2). With it:
   // specials written as their text between separately decoded runs (ChatGLM3 SPTokenizer.decode).
   std::string decode(const std::vector<int>& ids, bool keep_specials = false) const override;
+  std::string token_bytes(int id) const override;
   int special_id(const std::string& token) const override;
   int num_ids() const override { return n_words_ + static_cast<int>(specials_.size()); }
   const std::string& file_path() const override { return sp_.path(); }

@@ -136,6 +136,12 @@ std::string Glm4Tokenizer::decode(const std::vector<int>& ids, bool keep_special
   return utf8_replace_invalid(bytes);
 }
 
+std::string Glm4Tokenizer::token_bytes(int id) const {
+  if (id >= 0 && id < n_ranks_) return data_->decoder[size_t(id)];
+  if (id >= n_ranks_ && id < num_ids()) return kSpecials[size_t(id - n_ranks_)];
+  return "";
+}
+
 int Glm4Tokenizer::special_id(const std::string& token) const {
   for (size_t s = 0; s < kSpecials.size(); ++s)
     if (kSpecials[s] == token) return n_ranks_ + static_cast<int>(s);

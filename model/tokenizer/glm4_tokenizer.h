@@ -33,6 +33,7 @@ class Glm4Tokenizer : public Tokenizer {
   std::vector<int> encode_text(const std::string& text) const override;
   // Token bytes concatenated, then UTF-8 decoded with errors="replace" (Python's rule).
   std::string decode(const std::vector<int>& ids, bool keep_specials = false) const override;
+  std::string token_bytes(int id) const override;
   int special_id(const std::string& token) const override;
   int num_ids() const override { return n_ranks_ + static_cast<int>(kSpecials.size()); }
   const std::string& file_path() const override { return data_->path; }

@@ -178,4 +178,20 @@ SpmProcessor::PieceType SpmProcessor::piece_type(int id) const {
   return t < 1 || t > 6 ? PieceType::kUnknown : static_cast<PieceType>(t);
 }
 
+std::string spm_piece_bytes(const std::string& p) {
+  if (p.size() == 6 && p.rfind("<0x", 0) == 0 && p.back() == '>')
+    return std::string(1, static_cast<char>(std::strtol(p.substr(3, 2).c_str(), nullptr, 16)));
+  static const std::string kSpace = "\xE2\x96\x81";  // ▁
+  std::string out;
+  for (size_t i = 0; i < p.size();) {
+    if (p.compare(i, kSpace.size(), kSpace) == 0) {
+      out += ' ';
+      i += kSpace.size();
+    } else {
+      out += p[i++];
+    }
+  }
+  return out;
+}
+
 }  // namespace glmpipe

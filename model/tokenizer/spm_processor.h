@@ -38,4 +38,7 @@ class SpmProcessor {
   std::string path_;
 };
 
+// The bytes of a normal sentencepiece piece: "<0xNN>" → that byte, "▁" → a space (logprobs text).
+std::string spm_piece_bytes(const std::string& piece);
+
 }  // namespace glmpipe

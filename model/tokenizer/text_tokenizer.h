@@ -32,6 +32,10 @@ class Tokenizer {
   // (ChatGLM3/GLM-4 response parsing splits on "<|assistant|>"). Ids with no token (embedding
   // padding rows) are dropped. Invalid UTF-8 becomes U+FFFD.
   virtual std::string decode(const std::vector<int>& ids, bool keep_specials = false) const = 0;
+  // The bytes one token stands for (OpenAI logprobs "token"/"bytes", text offsets): a piece's text
+  // with its leading-space marker as a space, a byte piece as its byte (may be part of a UTF-8
+  // character), a special as its text; "" for ids with no token.
+  virtual std::string token_bytes(int id) const = 0;
 
   // Id of a special token by its text ("[gMASK]", "sop", "<|user|>", …), -1 if the family has none.
   virtual int special_id(const std::string& token) const = 0;
