@@ -6,7 +6,6 @@
 #include "model/chat/family_chats.h"
 #include "model/chat/text_util.h"
 #include "model/chat_prompt.h"
-#include "model/tokenizer/tokenizer_loader.h"
 
 namespace glmpipe {
 
@@ -52,20 +51,6 @@ std::string ChatFormat::reply_text(const std::string& text) const {
   std::string out = py_strip(text);
   replace_all_in(out, "[[训练时间]]", "2023年");
   return out;
-}
-
-LoadedChatFormat load_chat_format(const std::string& model_dir, const std::string& tokenizer_path,
-                                  std::optional<ChatFamily> family_override) {
-  std::string path = tokenizer_path;
-  if (path.empty()) {
-    path = find_tokenizer_file(model_dir);
-    GLMPIPE_CHECK(!path.empty()) << "model directory " << model_dir
-                                 << " has no tokenizer.model or ice_text.model (give --tokenizer)";
-  }
-  const TokenizerKind kind = detect_tokenizer_kind(path);
-  const ChatFamilyChoice choice = choose_chat_family(model_dir, kind, family_override);
-  auto tok = load_tokenizer(path, /*chatglm3_roles=*/choice.family != ChatFamily::kChatGLM2);
-  return LoadedChatFormat{ChatFormat(tok, choice.family), path, choice.reason};
 }
 
 }  // namespace glmpipe

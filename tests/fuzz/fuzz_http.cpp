@@ -3,10 +3,12 @@
 // ApiError (the 4xx answer) or glmpipe::Error is the expected failure; cpp-httplib's own HTTP parsing
 // is not ours to fuzz. The fuzz build links tests/fuzz/tokenizer_stub.cpp (bytes as ids); the
 // ordinary build, replaying the corpus, the real tokenizer on tests/data/tiny_chatglm.model.
+#include <memory>
 #include <string>
 
 #include "common/error.h"
 #include "launcher/openai_request.h"
+#include "model/tokenizer.h"
 #include "tests/fuzz/fuzz_targets.h"
 
 namespace glmpipe::fuzz {
@@ -14,9 +16,10 @@ namespace glmpipe::fuzz {
 bool chat_request(const uint8_t* data, size_t size) {
   static const ChatGLMTokenizer tok =
       ChatGLMTokenizer::load(std::string(GLMPIPE_FUZZ_SOURCE_DIR) + "/tests/data/tiny_chatglm.model");
+  static const ChatFormat chat(std::make_shared<ChatGLMTokenizer>(tok), ChatFamily::kChatGLM);
   static const ApiContext ctx = [] {
     ApiContext c;
-    c.tokenizer = &tok;
+    c.chat = &chat;
     c.model_names = {"tiny", "alias"};
     c.vocab_size = tok.vocab_size();
     return c;

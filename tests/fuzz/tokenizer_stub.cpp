@@ -44,6 +44,11 @@ std::string ChatGLMTokenizer::id_to_piece(int id) const {
 int ChatGLMTokenizer::piece_to_id(const std::string& piece) const {
   return piece.size() == 1 ? static_cast<unsigned char>(piece[0]) : -1;
 }
+std::string ChatGLMTokenizer::token_bytes(int id) const { return id_to_piece(id); }
+
+// (model/tokenizer/tokenizer_loader.cpp, which loads real files, is not in the fuzz build)
+const char* tokenizer_kind_name(TokenizerKind) { return "fuzz stub (bytes as ids)"; }
+
 ChatGLMTokenizer::PieceType ChatGLMTokenizer::piece_type(int id) const {
   return id >= 0 && id < vocab_size_ ? PieceType::kNormal : PieceType::kUnknown;
 }
