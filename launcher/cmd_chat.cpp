@@ -146,6 +146,7 @@ struct Repl {
       if (ev.finished) break;
     }
     router.close(id);
+    spdlog::debug("chat: answer of {} tokens, finish_reason {}", text_ids.size(), ev.finish_reason);
     text.finish();
     std::cout << lead(text.take_stable());
     if (ev.finish_reason == "cancelled") {
