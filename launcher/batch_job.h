@@ -12,6 +12,7 @@
 // meaning and validator as over HTTP and in the YAML `generation:` defaults (max_tokens or
 // max_new_tokens, temperature (0 = greedy), greedy, top_p, top_k, repetition_penalty,
 // presence_penalty, frequency_penalty, logit_bias, seed, stop, max_length). Unknown keys are ignored.
+// "stop" strings cut the written text before the first one (finish_reason "stop"; needs a tokenizer).
 //
 // Output: JsonlAppender writes each record as one write() of the whole line + "\n", then fsync, so
 // a SIGKILL leaves at most a trailing partial line, which the next open drops (resume).

@@ -32,9 +32,9 @@
 #include "common/error.h"
 #include "launcher/batch_job.h"
 #include "launcher/command.h"
-#include "launcher/session.h"
-#include "model/chat_prompt.h"
 #include "launcher/chat_setup.h"
+#include "launcher/openai_response.h"
+#include "launcher/session.h"
 #include "model/chat/chat_format.h"
 
 namespace glmpipe {
@@ -119,19 +119,34 @@ class BatchJob {
       p.generated.push_back(ev.token);
       if (o_.timings) p.token_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - p.submitted).count());
       ++tokens_;
+      // A stop string ends the answer here. This callback must not call the scheduler: the feeder
+      // thread cancels the rest of the sequence, whose later events find no entry.
+      if (p.text && !(ev.finished && ev.finish_reason == "stop") && p.text->push(static_cast<int>(ev.token))) {
+        if (!ev.finished) to_cancel_.push_back(ev.seq_id);
+        finish_locked(ev.request_id, "stop", "");
+        return;
+      }
     }
-    if (!ev.finished) return;
-    if (ev.finish_reason == "error") {
-      report_error_locked(p.line, p.id_value, ev.error);
+    if (ev.finished) finish_locked(ev.request_id, ev.finish_reason, ev.error);
+  }
+
+  // Writes a finished request's line (or its error) and retires it.
+  void finish_locked(const std::string& request_id, const std::string& reason, const std::string& error) {
+    auto it = inflight_.find(request_id);
+    Pending& p = it->second;
+    if (reason == "error") {
+      report_error_locked(p.line, p.id_value, error);
     } else {
       ojson j;
       j["id"] = p.id_value;
       j["ids"] = p.generated;
-      if (chat_) {
+      if (p.text && p.text->stopped()) {
+        j["text"] = chat_->reply_text(p.text->text());  // cut before the stop string
+      } else if (chat_) {
         std::vector<int> ids(p.generated.begin(), p.generated.end());
         j["text"] = chat_->parse_reply(ids, /*tools_offered=*/false).content;
       }
-      j["finish_reason"] = ev.finish_reason;
+      j["finish_reason"] = reason;
       j["prompt_tokens"] = p.prompt_tokens;
       j["generated_tokens"] = static_cast<int64_t>(p.generated.size());
       if (o_.timings) j["token_ms"] = p.token_ms;
@@ -141,6 +156,17 @@ class BatchJob {
     ++done_;
     inflight_.erase(it);
     cv_.notify_all();
+  }
+
+  // Cancels the sequences stop strings ended (outside mu_: the stage loop calls on_token with the
+  // scheduler's lock held, so the order is scheduler → mu_, never the reverse).
+  void cancel_stopped(Scheduler& sched, std::unique_lock<std::mutex>& lock) {
+    if (to_cancel_.empty()) return;
+    std::vector<int64_t> ids;
+    ids.swap(to_cancel_);
+    lock.unlock();
+    for (int64_t id : ids) sched.cancel(id);
+    lock.lock();
   }
 
   // Starts the feeder (which also draws the progress bar); it requests shutdown after the last submit.
@@ -154,7 +180,7 @@ class BatchJob {
         failure_ = std::current_exception();
       }
       sched.request_shutdown();
-      monitor();
+      monitor(sched);
     });
   }
 
@@ -185,6 +211,7 @@ class BatchJob {
     std::vector<int64_t> generated;
     Clock::time_point submitted = Clock::now();
     std::vector<double> token_ms;  // --timings: per token, ms since `submitted`
+    std::shared_ptr<ChoiceText> text;  // with stop strings: the text, cut before the first one
   };
 
   int64_t total() const { return static_cast<int64_t>(work_.size()); }
@@ -219,6 +246,8 @@ class BatchJob {
       BatchInput in = parse_batch_line(lines_[i], line, defaults_, chat_.get(), vocab);
       if (in.error.empty() && first_line_.at(in.id) != line)
         in.error = "duplicate id \"" + in.id + "\" (first on line " + std::to_string(first_line_.at(in.id)) + ")";
+      if (in.error.empty() && !in.params.stop.empty() && !chat_)
+        in.error = "\"stop\" needs a tokenizer (MODEL_DIR/tokenizer.model, ice_text.model or --tokenizer)";
       std::unique_lock<std::mutex> lock(mu_);
       if (!in.error.empty()) {
         report_error_locked(line, in.id_value, in.error);
@@ -227,10 +256,13 @@ class BatchJob {
       }
       while (!stop_ && static_cast<int64_t>(inflight_.size()) >= window_) {
         cv_.wait_for(lock, std::chrono::milliseconds(200));
+        cancel_stopped(sched, lock);
         draw_progress_locked();
       }
       if (stop_) return;
-      inflight_[in.id] = Pending{line, in.id_value, static_cast<int64_t>(in.ids.size()), {}, Clock::now(), {}};
+      inflight_[in.id] = Pending{line, in.id_value, static_cast<int64_t>(in.ids.size()), {}, Clock::now(), {},
+                                 in.params.stop.empty() ? nullptr
+                                                        : std::make_shared<ChoiceText>(chat_->tokenizer_ptr(), in.params.stop)};
       lock.unlock();
       Request r;
       r.id = in.id;
@@ -242,12 +274,14 @@ class BatchJob {
     }
   }
 
-  void monitor() {
+  void monitor(Scheduler& sched) {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_ && done_ < total()) {
       cv_.wait_for(lock, std::chrono::milliseconds(200));
+      cancel_stopped(sched, lock);
       draw_progress_locked();
     }
+    cancel_stopped(sched, lock);
     if (done_ >= total()) {  // the final bar, before the stages log their timings
       last_draw_ = {};
       draw_progress_locked();
@@ -285,6 +319,7 @@ class BatchJob {
   std::string errors_path_;
   std::set<std::pair<int64_t, std::string>> reported_;  // (line, error) already in the errors file
   std::unique_ptr<ChatFormat> chat_;
+  std::vector<int64_t> to_cancel_;  // seq ids a stop string ended (guarded by mu_)
   SamplingParams defaults_;
   int64_t window_ = 2, skipped_ = 0;
   bool show_progress_ = false;

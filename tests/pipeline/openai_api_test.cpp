@@ -8,6 +8,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "common/npy.h"
@@ -425,6 +426,34 @@ TEST(OpenAIPipeline, CompletionsThroughTwoRanks) {
     EXPECT_EQ(stopped.json()["choices"][i]["text"], text.substr(0, text.find(" single"))) << stopped.body;
     EXPECT_EQ(stopped.json()["choices"][i]["logprobs"]["top_logprobs"][0].size(), 2u) << stopped.body;
   }
+}
+
+}  // namespace
+
+namespace {
+
+// `batch` lines take the same stop field: the written text ends before the stop string, as the
+// server's does, finish_reason "stop", and the rest of the sequence is not generated.
+TEST(OpenAIBatch, StopStringsInBatchLinesCutTheText) {
+  const std::string dir = test::make_temp_dir("openai_batch");
+  std::ofstream(dir + "/in.jsonl") << json{{"id", "a"}, {"prompt", kPrompt}, {"max_tokens", 16}, {"temperature", 0}}.dump()
+                                   << "\n"
+                                   << json{{"id", "b"}, {"prompt", kPrompt}, {"max_tokens", 16}, {"temperature", 0},
+                                           {"stop", " single"}}.dump()
+                                   << "\n";
+  auto r = test::run_command(test::glmpipe_bin() + " batch --model " + demo_dir() + " --threads 1 --input " + dir +
+                             "/in.jsonl --output " + dir + "/out.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, json> out;
+  std::istringstream lines(test::read_file(dir + "/out.jsonl"));
+  for (std::string l; std::getline(lines, l);) out[json::parse(l)["id"]] = json::parse(l);
+  ASSERT_EQ(out.size(), 2u);
+  const std::string full = out["a"]["text"];
+  ASSERT_NE(full.find(" single"), std::string::npos) << "the demo model did not recite its paragraph: " << full;
+  EXPECT_EQ(out["b"]["text"], strip(full.substr(0, full.find(" single"))));
+  EXPECT_EQ(out["b"]["finish_reason"], "stop");
+  EXPECT_EQ(out["a"]["finish_reason"], "length");
+  EXPECT_LT(out["b"]["generated_tokens"].get<int64_t>(), out["a"]["generated_tokens"].get<int64_t>()) << out["b"];
 }
 
 }  // namespace
