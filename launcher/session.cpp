@@ -40,6 +40,9 @@ void add_session_options(CLI::App& app, SessionOptions& o) {
   app.add_option("--max-batch", o.max_batch, "KV-cache slots: sequences in flight");
   app.add_option("--max-seq", o.max_seq, "KV-cache tokens per sequence (prompt + generated)");
   app.add_option("--micro-batches", o.micro_batches, "micro-batches in flight (default: one per stage)");
+  app.add_option("--prefill-chunk", o.prefill_chunk,
+                 "prompt tokens per step for ChatGLM2/3 and GLM-4 (default: kv_cache.prefill_chunk or 512; 0: whole)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   app.add_option("--liveness-timeout", o.liveness_timeout_s,
                  "seconds a rank may stay silent while work is in flight before the job ends "
                  "(overrides mpi.liveness_timeout_s; default 60)")
@@ -84,6 +87,7 @@ Deployment build_deployment(const SessionOptions& o) {
   if (o.max_batch > 0) dep.kv_cache.max_batch = o.max_batch;
   if (o.max_seq > 0) dep.kv_cache.max_seq_len = o.max_seq;
   if (o.micro_batches > 0) dep.mpi.micro_batches = o.micro_batches;
+  if (o.prefill_chunk >= 0) dep.kv_cache.prefill_chunk = o.prefill_chunk;
   if (o.liveness_timeout_s > 0) dep.mpi.liveness_timeout_s = o.liveness_timeout_s;
   GLMPIPE_CHECK(!dep.model.path.empty()) << (o.config.empty() ? "" : o.config + ": ") << "model.path is not set (use --model DIR)";
   return dep;
@@ -234,6 +238,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   ro.slots = s->plan_.max_batch;
   ro.max_seq = s->plan_.max_seq_len;
   ro.micro_batches = s->dep_.mpi.micro_batches > 0 ? s->dep_.mpi.micro_batches : stages;
+  ro.prefill_chunk = s->dep_.kv_cache.prefill_chunk;
   ro.liveness_timeout = liveness;
   s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->transport_.get(), ro, std::move(on_token));
   mine.progress.tensors_done = mine.progress.tensors_total = s->loaded_tensors_;

@@ -37,6 +37,7 @@ struct SessionOptions {
   int64_t max_batch = 0;     // --max-batch (0 = config / 1)
   int64_t max_seq = 0;       // --max-seq (0 = config / model max_sequence_length)
   int micro_batches = 0;     // --micro-batches (0 = config / number of stages)
+  int64_t prefill_chunk = -1;  // --prefill-chunk N (-1 = config / 512; 0 = whole prompts)
   double liveness_timeout_s = 0;  // --liveness-timeout S (0 = mpi.liveness_timeout_s / 60 s)
   bool dry_run = false;      // --dry-run: print the mpirun line and exit
   // Pipelines: stay the parent of mpirun and hand SIGTERM/SIGINT to the ranks as SIGUSR1 instead

@@ -59,6 +59,10 @@ struct ModelSpec {
 struct KvCacheSpec {
   int64_t max_batch = 1;       // sequences decoded together
   int64_t max_seq_len = 2048;  // prompt + generated tokens per sequence
+  // Prompt tokens per micro-batch and sequence for causal families (ChatGLM2/3, GLM-4): a long
+  // prompt is prefilled in chunks, so its activations scale with the chunk, not the prompt
+  // (stage/scheduler.h). 0 = whole prompts. ChatGLM-6B (v1) always prefills whole.
+  int64_t prefill_chunk = 512;
 };
 
 struct DiskSpec {

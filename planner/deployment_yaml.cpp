@@ -330,7 +330,9 @@ void read_sections(const Reader& rd, const YAML::Node& root, Deployment& d) {
               "missing (the bytes this rank may use, e.g. 14GiB; or a top-level max_memory: {GPU index or cpu: size})");
   if (root["placement"]) read_placement(rd, root["placement"], d);
   if (const YAML::Node kv = root["kv_cache"]) {
-    rd.only_keys(kv, "kv_cache", {"max_batch", "max_seq_len"});
+    rd.only_keys(kv, "kv_cache", {"max_batch", "max_seq_len", "prefill_chunk"});
+    if (kv["prefill_chunk"])
+      d.kv_cache.prefill_chunk = rd.integer(kv["prefill_chunk"], "kv_cache.prefill_chunk", 0, limits::kMaxSeqLen);
     if (kv["max_batch"]) d.kv_cache.max_batch = rd.integer(kv["max_batch"], "kv_cache.max_batch", 1, limits::kMaxBatch);
     if (kv["max_seq_len"])
       d.kv_cache.max_seq_len = rd.integer(kv["max_seq_len"], "kv_cache.max_seq_len", 1, limits::kMaxSeqLen);

@@ -7,9 +7,21 @@
 
 namespace glmpipe {
 
-Scheduler::Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int micro_batches, TokenCallback on_token)
-    : cfg_(cfg), max_seq_(max_seq), micro_batches_(std::max(1, micro_batches)), on_token_(std::move(on_token)) {
+Scheduler::Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int micro_batches, TokenCallback on_token,
+                     int64_t prefill_chunk)
+    : cfg_(cfg),
+      max_seq_(max_seq),
+      prefill_chunk_(cfg.family == Family::kChatGLM ? 0 : std::max<int64_t>(0, prefill_chunk)),
+      micro_batches_(std::max(1, micro_batches)),
+      on_token_(std::move(on_token)) {
   for (int64_t s = slots - 1; s >= 0; --s) free_slots_.push_back(s);
+}
+
+int64_t Scheduler::take_len(const Sequence& s) const {
+  const auto n = static_cast<int64_t>(s.pending.size());
+  // Forward mode reports every row's logits in one piece per step: not chunked.
+  if (prefill_chunk_ <= 0 || s.req.all_logits) return n;
+  return std::min(n, prefill_chunk_);
 }
 
 std::array<int64_t, kMaxStopIds> Scheduler::stop_ids_of(const Request& r) const {
@@ -140,18 +152,23 @@ bool Scheduler::next_micro_batch(std::vector<SeqMeta>& meta, std::vector<int64_t
   for (auto& [id, s] : seqs_) {
     if (taken >= cap) break;
     if (s.in_flight || s.cancelled || s.pending.empty()) continue;
+    const int64_t len = take_len(s);
+    const bool part = len < static_cast<int64_t>(s.pending.size());
     SeqMeta m;
     m.seq_id = id;
-    m.chunk = SeqChunk{s.slot, s.past, static_cast<int64_t>(s.pending.size()), s.ctx_len, s.mask_pos};
-    m.flags = (s.past == 0 ? kFlagNewSequence : 0) | (s.req.all_logits ? kFlagAllLogits : 0);
+    m.chunk = SeqChunk{s.slot, s.past, len, s.ctx_len, s.mask_pos};
+    m.flags = (s.past == 0 ? kFlagNewSequence : 0) | (s.req.all_logits ? kFlagAllLogits : 0) |
+              (part ? kFlagPrefillPart : 0);
     m.params = s.req.params;
     m.params.max_length = std::min(s.req.params.max_length, max_seq_);
     m.stop_ids = stop_ids_of(s.req);
     meta.push_back(m);
-    ids.insert(ids.end(), s.pending.begin(), s.pending.end());
-    s.past += static_cast<int64_t>(s.pending.size());
-    s.pending.clear();
-    s.in_flight = true;
+    ids.insert(ids.end(), s.pending.begin(), s.pending.begin() + len);
+    s.past += len;
+    s.pending.erase(s.pending.begin(), s.pending.begin() + len);
+    // A prompt chunk that is not the last leaves the sequence ready: the next chunk may follow in
+    // the next micro-batch (stages keep micro-batch order); the last one waits for the token.
+    s.in_flight = !part;
     ++taken;
   }
   if (meta.empty()) return false;
@@ -167,6 +184,7 @@ void Scheduler::on_tokens(const at::Tensor& tokens) {
     const bool done = a[i][kTokFinished] != 0;
     auto it = seqs_.find(id);
     if (it == seqs_.end()) continue;  // already finished (cancelled while in flight)
+    if (tok < 0 && !done && !it->second.req.all_logits) continue;  // a prompt chunk's acknowledgement
     Sequence& s = it->second;
     s.in_flight = false;
     if (s.cancelled) continue;  // released on the next micro-batch

@@ -58,7 +58,12 @@ using TokenCallback = std::function<void(const TokenEvent&)>;
 
 class Scheduler {
  public:
-  Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int micro_batches, TokenCallback on_token);
+  // prefill_chunk: prompt tokens per micro-batch and sequence for causal families (ChatGLM2/3,
+  // GLM-4), bounding a long prompt's activations (scores [heads, chunk, past + chunk] instead of
+  // [heads, S, S]); 0 = the whole prompt at once. v1 always prefills whole: its context attends
+  // bidirectionally (spec §1.6), so a context token needs the keys of later ones.
+  Scheduler(const ModelConfig& cfg, int64_t slots, int64_t max_seq, int micro_batches, TokenCallback on_token,
+            int64_t prefill_chunk = 0);
 
   int64_t submit(Request r);  // returns the sequence id
   void cancel(int64_t seq_id);
@@ -94,8 +99,12 @@ class Scheduler {
   void finish(int64_t seq_id, const std::string& reason, int64_t token = -1, const std::string& error = "",
               const TokenEvent* logprobs = nullptr);
 
+  // Tokens of s.pending the next micro-batch takes (a prompt chunk or everything).
+  int64_t take_len(const Sequence& s) const;
+
   ModelConfig cfg_;
   int64_t max_seq_;
+  int64_t prefill_chunk_ = 0;
   int micro_batches_;
   TokenCallback on_token_;
   std::vector<int64_t> free_slots_;

@@ -63,7 +63,8 @@ StageRunner::StageRunner(const RankContext& ctx, Shard& shard, Transport* transp
   GLMPIPE_CHECK(ctx.is_first_stage() == shard.spec().has_embedding && ctx.is_last_stage() == shard.spec().has_head)
       << "rank " << ctx.rank() << ": the first stage must hold the embedding and the last the head";
   if (ctx.is_first_stage())
-    scheduler_ = std::make_unique<Scheduler>(shard.config(), opts.slots, opts.max_seq, opts.micro_batches, std::move(on_token));
+    scheduler_ = std::make_unique<Scheduler>(shard.config(), opts.slots, opts.max_seq, opts.micro_batches,
+                                             std::move(on_token), opts.prefill_chunk);
 }
 
 Scheduler& StageRunner::scheduler() {
@@ -102,7 +103,7 @@ at::Tensor StageRunner::compute(int64_t step, const std::vector<SeqMeta>& meta, 
       if (m.chunk.len == 0) continue;
       if (m.flags & kFlagAllLogits) {
         for (int64_t r = 0; r < m.chunk.len; ++r) all_rows.push_back(row + r);
-      } else {
+      } else if (!(m.flags & kFlagPrefillPart)) {
         last_rows.push_back(row + m.chunk.len - 1);
       }
       row += m.chunk.len;

@@ -39,6 +39,7 @@ struct RunnerOptions {
   int64_t slots = 1;         // KV-cache slots (max concurrent sequences)
   int64_t max_seq = 2048;    // per-sequence KV capacity
   int micro_batches = 1;     // M: micro-batches in flight (first stage)
+  int64_t prefill_chunk = 0; // prompt tokens per micro-batch and sequence (causal families; 0: whole)
   // While work is in flight, the longest this stage waits for the pipeline (the first stage for a
   // kTokens reply, the others for the rest of a micro-batch) before the job ends with an error.
   // Waiting for work (an idle pipeline) is not bounded.

@@ -14,6 +14,9 @@
 //   Tag::kTokens   int64 [nseq, kTokenFields]        seq_id, sampled token (-1: none), finished,
 //                                                    logprob and top logprobs (when asked)
 // A meta with step == kShutdownStep and zero rows tells a stage to forward it and exit.
+// Chunked prefill: a long prompt of a causal family goes out as several micro-batches of at most
+// RunnerOptions::prefill_chunk rows (kFlagPrefillPart on all but the last); every stage handles
+// them in order, so chunk k is in each stage's KV cache before chunk k + 1 attends to it.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -40,6 +43,8 @@ enum MetaFlags : int64_t {
   kFlagNewSequence = 1,  // prefill: the last stage creates the sequence's sampler state
   kFlagAllLogits = 2,    // forward mode: report logits of every row, do not sample
   kFlagRelease = 4,      // len 0: the sequence was cancelled; drop its state
+  kFlagPrefillPart = 8,  // a prompt chunk that is not the last: fill the KV cache, do not sample
+                         // (the reply row says token -1, not finished)
 };
 // kTokTop.. holds kMaxTopLogprobs (id, bits of logprob) pairs, kTokNumTop of them used.
 enum TokenField : int64_t {

@@ -30,6 +30,7 @@ at::Tensor TokenSelector::select(const std::vector<SeqMeta>& meta, const at::Ten
     State& st = it->second;
     for (int64_t r = 0; r < m.chunk.len; ++r) st.history.push_back(id[row + r]);
     row += m.chunk.len;
+    if (m.flags & kFlagPrefillPart) continue;  // no logits row: the prompt goes on in a later chunk
     const SampleResult res = st.sampler.sample(last_logits[sampled++].clone(), st.history);
     const int64_t tok = res.token;
     const SamplingParams& p = st.sampler.params();
