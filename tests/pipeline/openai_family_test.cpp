@@ -79,6 +79,7 @@ class OpenAIFamily : public ::testing::TestWithParam<std::string> {
   static void TearDownTestSuite() {
     for (auto& [f, s] : served()) {
       delete s->server;
+      std::system(("rm -rf '" + s->dir + "'").c_str());  // the tiny models are tens of MB (real vocabularies)
       delete s;
     }
     served().clear();
