@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <sstream>
 
+#include "comm/job_teardown.h"
 #include "comm/world.h"
 #include "common/error.h"
 #include "common/log.h"
@@ -160,6 +161,7 @@ void LivenessMonitor::poll_peers(Clock::time_point now) {
         << peer_text(r, silent) << "; bound " << std::chrono::duration<double>(opt_.timeout).count()
         << " s (mpi.liveness_timeout_s / --liveness-timeout); this rank was " << activity_text() << "; ending the job";
     p.gone = true;  // report each peer once
+    note_silent_rank(r);  // named to the launcher if this rank ends the job (comm/job_teardown.h)
     if (opt_.on_silent) {
       opt_.on_silent(r, msg.str());
     } else {
@@ -237,6 +239,13 @@ std::string LivenessMonitor::silent_peers(Duration older_than) const {
     if (s > limit) out += (out.empty() ? "" : "; ") + peer_text(r, s);
   }
   return out;
+}
+
+int LivenessMonitor::first_silent_peer(Duration older_than) const {
+  const double limit = std::chrono::duration<double>(older_than).count();
+  for (int r = 0; r < static_cast<int>(peers_.size()); ++r)
+    if (silence_s(r) > limit) return r;
+  return -1;
 }
 
 std::string LivenessMonitor::peer_report() const {

@@ -82,6 +82,8 @@ class LivenessMonitor {
   // "rank 1 (stage 1) silent for 2.9 s (it last reported: computing micro-batch 17)" for every peer
   // silent for longer than `older_than`, joined by "; " ("" when none).
   std::string silent_peers(Duration older_than) const;
+  // The first peer silent for longer than `older_than` (-1: none).
+  int first_silent_peer(Duration older_than) const;
   // What every other rank last reported: "rank 1 (stage 1): computing micro-batch 17, heard 0.2 s
   // ago; rank 2 (stage 2): idle, waiting for work, heard 0.1 s ago" (names a rank stuck in compute
   // while its heartbeat thread still runs).

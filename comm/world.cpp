@@ -7,6 +7,7 @@
 #include <cstring>
 #include <vector>
 
+#include "comm/job_teardown.h"
 #include "comm/rank_context.h"
 #include "common/error.h"
 
@@ -24,7 +25,11 @@ bool mpi_is_live() {
 }
 
 void abort_world_if_initialized(int code) {
-  if (mpi_is_live()) MPI_Abort(MPI_COMM_WORLD, code);
+  if (!mpi_is_live()) return;
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  before_job_abort(rank);  // the launcher and a cut-off host's daemon must not outlive the job
+  MPI_Abort(MPI_COMM_WORLD, code);
 }
 
 std::string mpi_error_string(int code) {

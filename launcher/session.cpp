@@ -17,6 +17,7 @@
 #include "common/error.h"
 #include "common/log.h"
 #include "comm/failure.h"
+#include "comm/job_teardown.h"
 #include "comm/mpi_transport.h"
 #include "comm/world.h"
 #include "launcher/mpirun.h"
@@ -107,9 +108,23 @@ std::vector<std::pair<std::string, std::string>> mca_parameters(const MpiSpec& m
   return mca;
 }
 
-// Re-executes this command under mpirun with one process per stage. Does not return unless dry_run
-// or supervise (then it returns once mpirun exited 0, and throws otherwise).
-void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool supervise) {
+// "rank 1 (stage 1, host node2) went silent, reported by rank 0" for a rank's report to the launcher.
+std::string report_cause(const Plan& plan, const SupervisedExit& r) {
+  auto name = [&](int rank) {
+    std::string s = "rank " + std::to_string(rank) + " (stage " + std::to_string(rank);
+    if (rank >= 0 && rank < static_cast<int>(plan.stages.size()) && !plan.stages[rank].host.empty())
+      s += ", host " + plan.stages[rank].host;
+    return s + ")";
+  };
+  if (r.silent >= 0) return "liveness: " + name(r.silent) + " went silent (reported by " + name(r.reporter) + ")";
+  return name(r.reporter) + " ended the job (its message above says why)";
+}
+
+// Runs this command under mpirun with one process per stage, as mpirun's parent (see supervise.h:
+// it ends a job that mpirun cannot end, e.g. across a cut link). Returns once mpirun exited 0 or
+// after dry_run; when mpirun failed, sets the exit code to mpirun's (or throws, naming the cause).
+// serve: SIGTERM/SIGINT reach the ranks as SIGUSR1 (drain), mpirun in its own process group.
+void run_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool serve) {
   LaunchSpec spec;
   for (const auto& s : plan.stages) {
     RankLaunch r;
@@ -129,7 +144,11 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool sup
   spec.extra_args = dep.mpi.extra_args;
   // Ranks see pipes, not the user's terminal: tell rank 0 whether to draw the progress line.
   if (isatty(STDERR_FILENO)) setenv("GLMPIPE_STDERR_TTY", "1", /*overwrite=*/0);
-  spec.forward_env = glmpipe_env_names();  // GLMPIPE_* (log level, fault injection, pid dir, tty)
+  if (!dry_run) {  // where a rank that ends the job reports it (comm/job_teardown.h)
+    setenv(kLauncherPidEnv, std::to_string(getpid()).c_str(), 1);
+    setenv(kLauncherHostEnv, host_identity().c_str(), 1);
+  }
+  spec.forward_env = glmpipe_env_names();  // GLMPIPE_* (log level, fault injection, pid dir, tty, launcher)
   std::vector<std::string> prog = original_argv();
   char exe[4096];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
@@ -142,16 +161,17 @@ void exec_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool sup
   }
   spdlog::info("launching {} stages: {}", plan.stages.size(), shell_quote_join(argv));
   std::cout.flush();
-  if (supervise) {  // stay mpirun's parent: SIGTERM/SIGINT reach the ranks as SIGUSR1 (see supervise.h)
-    const int rc = run_supervised(argv, SIGUSR1);
-    GLMPIPE_CHECK(rc == 0) << "mpirun exited with status " << rc << " (the ranks' messages above say why)";
-    return;
-  }
-  std::vector<char*> cargv;
-  for (auto& a : argv) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  execvp(cargv[0], cargv.data());
-  GLMPIPE_FAIL() << "cannot exec " << argv[0] << ": " << std::strerror(errno);
+  SuperviseOptions so;
+  so.forward_as = serve ? SIGUSR1 : 0;
+  so.own_group = serve;
+  const SupervisedExit r = run_supervised(argv, so);
+  if (r.ended_by_us)
+    GLMPIPE_FAIL() << report_cause(plan, r) << "; mpirun had not ended the job " << so.grace_s
+                   << " s later (it waits for a host it cannot reach): ended it";
+  if (r.status == 0) return;
+  if (r.reported) spdlog::error("{}; mpirun exited with status {}", report_cause(plan, r), r.status);
+  GLMPIPE_CHECK(!serve || r.reported) << "mpirun exited with status " << r.status << " (the ranks' messages above say why)";
+  set_exit_code(r.status);  // as if this process had been mpirun
 }
 
 // VmHWM / VmRSS of this process in bytes (0 when unavailable).
@@ -197,7 +217,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
         << "started with " << s->ctx_.world() << " MPI ranks but the plan has " << stages
         << " stages (one rank per entry of `ranks:`" << (o.config.empty() ? "" : " in " + o.config) << ")";
   } else if (stages > 1 || o.dry_run) {
-    exec_mpirun(s->plan_, s->dep_, o.dry_run, o.supervise_mpirun);
+    run_mpirun(s->plan_, s->dep_, o.dry_run, o.supervise_mpirun);
     return nullptr;
   }
   if (const char* pid_dir = std::getenv("GLMPIPE_PID_DIR")) {  // for tests that kill a rank

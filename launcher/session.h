@@ -3,7 +3,7 @@
 //
 //   single process  (no --config, or a 1-rank plan):  whole model, no MPI
 //   pipeline        (--config with several ranks):
-//     started by hand  → plans, prints the exact mpirun line and execs it (--dry-run: print only)
+//     started by hand  → plans, prints the exact mpirun line and runs it as its parent (--dry-run: print only)
 //     started by mpirun → RankContext from MPI, checks world == stages, loads this stage's units
 //
 // Every rank computes the same plan (make_plan is a pure function of the same files), so ranks
@@ -40,8 +40,8 @@ struct SessionOptions {
   int64_t prefill_chunk = -1;  // --prefill-chunk N (-1 = config / 512; 0 = whole prompts)
   double liveness_timeout_s = 0;  // --liveness-timeout S (0 = mpi.liveness_timeout_s / 60 s)
   bool dry_run = false;      // --dry-run: print the mpirun line and exit
-  // Pipelines: stay the parent of mpirun and hand SIGTERM/SIGINT to the ranks as SIGUSR1 instead
-  // of exec'ing it (mpirun kills the job on SIGTERM). Set by `serve`, which drains on SIGUSR1.
+  // Pipelines: hand SIGTERM/SIGINT to the ranks as SIGUSR1 (mpirun kills the job on SIGTERM) and
+  // run mpirun in a process group of its own. Set by `serve`, which drains on SIGUSR1.
   bool supervise_mpirun = false;
 };
 
@@ -50,8 +50,9 @@ void add_session_options(CLI::App& app, SessionOptions& o);
 
 class Session {
  public:
-  // Returns null when this process has handed over to mpirun (never returns in that case, unless
-  // supervise_mpirun: then once mpirun exited 0) or when --dry-run printed the launch line.
+  // Returns null when this process started the pipeline under mpirun (it stays mpirun's parent,
+  // see launcher/supervise.h) and mpirun has ended (a failure sets the exit code or throws), or
+  // when --dry-run printed the launch line.
   static std::unique_ptr<Session> create(const SessionOptions& o, TokenCallback on_token = {});
   ~Session();
 

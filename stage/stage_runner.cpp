@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "comm/job_teardown.h"
 #include "common/error.h"
 
 namespace glmpipe {
@@ -173,6 +174,7 @@ void StageRunner::wait_reply(PendingRecv& rx, Clock::time_point since) {
     const auto now = Clock::now();
     if (now >= deadline) {
       const std::string silent = liveness_ ? liveness_->silent_peers(2 * liveness_->interval()) : "";
+      if (liveness_) note_silent_rank(liveness_->first_silent_peer(2 * liveness_->interval()));  // for the launcher
       GLMPIPE_FAIL() << "rank " << ctx_.rank() << " (stage " << ctx_.stage() << "): no kTokens reply from rank " << last
                      << " (stage " << last << ") for " << std::chrono::duration<double>(now - since).count() << " s with "
                      << scheduler_->in_flight() << " micro-batch(es) in flight (bound "

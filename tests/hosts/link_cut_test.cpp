@@ -1,17 +1,19 @@
 // wrapper: tests/hosts/netns.sh run 3 --
 // A cut link is a stall (issue 17): three hosts (network namespaces), one pipeline rank each; host
 // 1's link goes down mid-generation (the switch side of its veth: no error, packets just stop).
-// The liveness machinery (mpi.liveness_timeout_s) must end every rank on every host within the
-// bound + 10 s and name the unreachable rank and its host; a batch job cut this way and resumed
-// over the healed link completes exactly the ids that were missing.
-// Not checked (not true today, see README "Cluster"): Open MPI's mpirun and the cut host's daemon
-// keep waiting for each other over the dead link, so the test ends them itself.
+// The liveness machinery (mpi.liveness_timeout_s) must end every process of the job on every host
+// (the ranks, mpirun, Open MPI's daemons, glmpipe itself with a non-zero status) within the bound
+// + 10 s and name the unreachable rank and its host; a batch job cut this way and resumed over the
+// healed link completes exactly the ids that were missing. (mpirun and the cut host's daemon would
+// wait for each other over the dead link for ever: glmpipe ends mpirun, and the cut host's rank
+// its daemon, see comm/job_teardown.h.)
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <fstream>
 #include <functional>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -94,28 +96,66 @@ class LinkCut : public ::testing::Test {
     }
     return out;
   }
-  // Ends what is left in the hosts' namespaces (mpirun and the daemons waiting on the dead link)
-  // and waits for the background command's exit status.
+  // The processes still running in the hosts' namespaces: " g1-h1: 1234 (orted)" ("" when none).
+  static std::string leftovers() {
+    std::string out;
+    for (const auto& host : h_.hosts) {
+      std::istringstream pids(test::run_command("ip netns pids " + host).out);
+      for (std::string pid; pids >> pid;) {
+        std::string comm = test::read_file("/proc/" + pid + "/comm");
+        if (comm.empty()) continue;  // ended since
+        out += " " + host + ": " + pid + " (" + comm.substr(0, comm.find('\n')) + ")";
+      }
+    }
+    return out;
+  }
+  // The background command's exit status (-1: not written yet; the shell creates the file first).
+  static int exit_status(const std::string& rc) {
+    if (test::read_file(rc).find_first_of("0123456789") == std::string::npos) return -1;
+    int code = -1;
+    std::ifstream(rc) >> code;
+    return code;
+  }
+  // Clean-up only (a failed check has been recorded): ends what is left in the hosts' namespaces.
   static void end_leftovers(const std::string& rc) {
     for (const auto& host : h_.hosts) std::system(("ip netns pids " + host + " | xargs -r kill -9").c_str());
-    wait_for([&] { return test::file_exists(rc); }, 30);
+    wait_for([&] { return exit_status(rc) >= 0; }, 30);
   }
-  // Cuts host 1 once `ready` holds; returns the log after every rank ended (or the bound passed).
+  // Cuts host 1 once `ready` holds; checks that every process of the job, on every host, has ended
+  // within the bound + 10 s, glmpipe with a non-zero status, the cause named; returns the log.
   std::string cut_and_wait(const std::string& log, const std::string& rc, const std::string& pids,
                            const std::function<bool()>& ready) {
     EXPECT_TRUE(wait_for([&] { return test::file_exists(pids + "/rank2.pid") && ready(); }, 180)) << test::read_file(log);
-    EXPECT_FALSE(test::file_exists(rc)) << "the job ended before the cut; make it longer\n" << test::read_file(log);
+    EXPECT_EQ(exit_status(rc), -1) << "the job ended before the cut; make it longer\n" << test::read_file(log);
+    // The check below can see the job: its daemon and rank run on host 1 (and mpirun on host 0).
+    EXPECT_NE(leftovers().find(" " + h_.hosts[1] + ": "), std::string::npos) << "no process seen on host 1";
     cut(1);
     const auto t0 = Clock::now();
     const double bound = kLiveness + 10;
-    const bool ended = wait_for([&] { return live_ranks(pids, 3).empty(); }, bound + 20);
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    auto seconds = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+    double ranks_s = -1, glmpipe_s = -1;
+    const bool ended = wait_for(
+        [&] {
+          if (ranks_s < 0 && live_ranks(pids, 3).empty()) ranks_s = seconds();
+          if (glmpipe_s < 0 && exit_status(rc) >= 0) glmpipe_s = seconds();
+          return ranks_s >= 0 && glmpipe_s >= 0 && leftovers().empty();
+        },
+        bound + 20);
+    const double all_s = seconds();
     const std::string text = test::read_file(log);
-    EXPECT_TRUE(ended) << "ranks still running " << s << " s after the cut:" << live_ranks(pids, 3) << "\n" << text;
-    EXPECT_LT(s, bound) << "ranks ended " << s << " s after the cut\n" << text;
-    // The cause: rank 1 on host 1 is silent (seen by its neighbours over the cut link).
-    EXPECT_NE(text.find("rank 1 (stage 1, host " + h_.hosts[1] + ") silent for"), std::string::npos) << text;
-    end_leftovers(rc);
+    EXPECT_TRUE(ended) << "still running " << all_s << " s after the cut:" << live_ranks(pids, 3) << leftovers()
+                       << (glmpipe_s < 0 ? " (glmpipe has not exited)" : "") << "\n" << text;
+    EXPECT_LT(all_s, bound) << "the last process ended " << all_s << " s after the cut\n" << text;
+    EXPECT_NE(exit_status(rc), 0) << text;
+    std::cout << "[ measure  ] after the cut: ranks gone in " << ranks_s << " s, glmpipe exited (status "
+              << exit_status(rc) << ") in " << glmpipe_s << " s, every process on every host gone in " << all_s
+              << " s (bound " << bound << " s)" << std::endl;
+    // The cause: rank 1 on host 1 is silent (seen by its neighbours over the cut link), in the
+    // rank's message and in glmpipe's own last line.
+    const std::string who = "rank 1 (stage 1, host " + h_.hosts[1] + ")";
+    EXPECT_NE(text.find(who + " silent for"), std::string::npos) << text;
+    EXPECT_NE(text.find("liveness: " + who + " went silent"), std::string::npos) << text;
+    if (!ended) end_leftovers(rc);
     return text;
   }
 };
@@ -174,11 +214,8 @@ TEST_F(LinkCut, BatchResumedAfterTheCutCompletesExactlyTheMissingIds) {
   ASSERT_EQ(std::system(("bash " + h_.script + " heal " + h_.tag + " 1").c_str()), 0);
   const std::string log2 = dir_ + "/b2.log", rc2 = dir_ + "/b2.rc", pids2 = dir_ + "/b2_pids";
   start_on_host0(args, log2, rc2, pids2);
-  // The shell creates the rc file before it writes the status into it: wait for the number.
-  ASSERT_TRUE(wait_for([&] { return test::read_file(rc2).find_first_of("0123456789") != std::string::npos; }, 300))
-      << test::read_file(log2);
-  int code = -1;
-  std::ifstream(rc2) >> code;
+  ASSERT_TRUE(wait_for([&] { return exit_status(rc2) >= 0; }, 300)) << test::read_file(log2);
+  const int code = exit_status(rc2);
   const std::string text = test::read_file(log2);
   ASSERT_EQ(code, 0) << text;
   EXPECT_NE(text.find(std::to_string(partial.size()) + " already in"), std::string::npos) << text;
