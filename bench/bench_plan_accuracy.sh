@@ -1,42 +1,51 @@
 #!/usr/bin/env bash
 # Plan vs measured memory per rank: for fp32, bf16, int8 and int4 (quantized at load, bf16 rest), in
-# one process and as a 2-rank pipeline, the plan's resident bytes of each rank (weights + disk
-# window + KV cache: what a rank holds once loaded) against the measured growth of its peak RSS
-# (VmHWM once loaded with its KV cache allocated, minus VmRSS before loading), from the ranks'
-# `memory:` log lines. The plan's activation estimate (a full-length prefill) is listed apart:
-# start-up does not run one.
+# one process and as 2- and 3-rank pipelines, from the ranks' `memory:` log lines:
+#   load: the plan's resident bytes (weights + disk window + KV cache) against the growth of the
+#         rank's peak RSS once loaded with its KV cache (VmHWM minus VmRSS, both from the baseline
+#         taken just before loading, see reset_memory_baseline in launcher/startup_report.h);
+#   run:  resident + the plan's activations (one full-length prefill and its GEMM workspace) against
+#         the peak RSS growth after a prefill of S - 2 tokens (kv_cache 1 x S) and 2 decode steps.
 # Usage: bench/bench_plan_accuracy.sh [BUILD_DIR]   (prints a markdown table; exit 1 if a rank is off by > 5 %)
+#   PLAN_ACC_SHAPE  make-tiny-model shape (default: 2 full-width ChatGLM-6B blocks, its vocabulary)
+#   PLAN_ACC_SEQ    kv_cache.max_seq_len S (default 512)
+#   PLAN_ACC_RANKS  pipeline sizes (default "1 2 3")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 bin=$(realpath "$build/glmpipe")
 work=$(mktemp -d "${TMPDIR:-/tmp}/plan_acc.XXXXXX")
 trap 'rm -rf "$work"' EXIT
-shape="--layers 4 --hidden 2048 --heads 16 --inner 8192 --vocab 65024"
+shape=${PLAN_ACC_SHAPE:-"--layers 2 --hidden 4096 --heads 32 --inner 16384 --vocab 130528"}
+S=${PLAN_ACC_SEQ:-512}
 $bin make-tiny-model "$work/model" $shape --seed 9 >/dev/null
-ids=11,42,7,150,65020,65021
-echo "## bench_plan_accuracy $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg)"
+ids=$(seq -s, 5 $((S + 2)))  # S - 2 prompt tokens (raw ids: --ids takes no prompt validation)
+mib() { awk -v b="$1" 'BEGIN{printf "%.1f MiB", b/1048576}'; }
+pct() { awk -v p="$1" -v g="$2" 'BEGIN{printf "%+.1f", 100*(g-p)/p}'; }
+echo "## bench_plan_accuracy $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load $(cut -d' ' -f1 /proc/loadavg), $(lscpu | sed -n 's/^Model name: *//p')"
 echo
-echo "model: make-tiny-model $shape (fp32 on disk, lm_head stored; tie_word_embeddings default: tied); kv_cache 1 x 256"
+echo "model: make-tiny-model $shape (fp32 on disk; tied head); kv_cache 1 x $S; prompt $((S - 2)) tokens + 2 decoded; threads 1 per rank"
 echo
-echo "| dtype | quantization | ranks | rank | planned resident (weights + window + kv) | measured RSS growth | diff | planned activations (not run) |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| dtype | quantization | ranks | rank | planned resident | load growth | diff | planned + activations | run growth | diff |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
 worst=0
 for combo in float32: bfloat16: bfloat16:int8 bfloat16:int4; do
   dtype=${combo%%:*}; q=${combo#*:}
-  for n in 1 2; do
+  for n in ${PLAN_ACC_RANKS:-1 2 3}; do
     cfg=$work/$dtype$q$n.yaml
     { echo "model: {path: $work/model, dtype: $dtype${q:+, quantization: $q}}"; echo "ranks:";
       for i in $(seq $n); do echo "  - {device: cpu, max_memory: 8GiB, threads: 1}"; done
-      echo "kv_cache: {max_batch: 1, max_seq_len: 256}"; echo "reserve: {cpu: 64MiB}"; } > "$cfg"
-    log=$($bin generate --config "$cfg" --ids $ids --max-new-tokens 2 --greedy --print-ids 2>&1 >/dev/null)
-    while read -r rank planned growth act; do
-      diff=$(awk -v p="$planned" -v g="$growth" 'BEGIN{printf "%+.1f", 100*(g-p)/p}')
-      abs=$(awk -v d="$diff" 'BEGIN{print (d<0?-d:d)}')
-      worst=$(awk -v a="$abs" -v w="$worst" 'BEGIN{print (a>w?a:w)}')
-      echo "| $dtype | ${q:-none} | $n | $rank | $(awk -v b="$planned" 'BEGIN{printf "%.1f MiB", b/1048576}') | $(awk -v b="$growth" 'BEGIN{printf "%.1f MiB", b/1048576}') | $diff % | $(awk -v b="$act" 'BEGIN{printf "%.1f MiB", b/1048576}') |"
+      echo "kv_cache: {max_batch: 1, max_seq_len: $S}"; echo "reserve: {cpu: 64MiB}"
+      echo "mpi: {liveness_timeout_s: 1200}"; } > "$cfg"  # a long 1-thread prefill on a loaded machine
+    log=$($bin generate --config "$cfg" --ids "${ids%,*}" --max-new-tokens 2 --greedy --print-ids 2>&1 >/dev/null) ||
+      { echo "$log" >&2; exit 1; }
+    while read -r rank planned load act run; do
+      d1=$(pct "$planned" "$load"); d2=$(pct $((planned + act)) "$run")
+      worst=$(awk -v a="$d1" -v b="$d2" -v w="$worst" 'BEGIN{a=a<0?-a:a; b=b<0?-b:b; m=a>b?a:b; print (m>w?m:w)}')
+      echo "| $dtype | ${q:-none} | $n | $rank | $(mib "$planned") | $(mib "$load") | $d1 % | $(mib $((planned + act))) | $(mib "$run") | $d2 % |"
     done < <(echo "$log" | grep 'memory: peak_rss' |
-             awk '{for (i = 1; i < NF; i++) v[$i] = $(i + 1); print v["rank"], v["planned_resident"], v["load_peak_rss"] - v["start_rss"], v["planned_activations"]}' |
+             awk '{for (i = 1; i < NF; i++) v[$i] = $(i + 1);
+                   print v["rank"], v["planned_resident"], v["load_peak_rss"] - v["start_rss"], v["planned_activations"], v["peak_rss"] - v["start_rss"]}' |
              sort -n)
   done
 done

@@ -40,9 +40,15 @@ config() {
     echo "placement: $3"; echo "kv_cache: {max_batch: $4, max_seq_len: $5}"; echo "reserve: {cpu: 64MiB}"; } > "$1"
 }
 
-# requests FILE N TOKENS VOCAB PROMPT_LEN: N greedy requests, prompts ending in [gMASK] <sop>.
+# config_id MODEL KEY: an id from the model's config.json (make-tiny-model writes the family's real
+# special ids, 130001 / 130004 at vocab 130528, its own at the end of a smaller vocabulary).
+config_id() { sed -n "s/.*\"$2\": *\([0-9][0-9]*\).*/\1/p" "$1/config.json" | head -1; }
+
+# requests FILE N TOKENS MODEL PROMPT_LEN: N greedy requests, prompts ending in [gMASK] <sop>.
 requests() {
-  local g=$(($4 - 4)) s=$(($4 - 3))
+  local g s
+  g=$(config_id "$4" gmask_token_id) s=$(config_id "$4" bos_token_id)
+  [ -n "$g" ] && [ -n "$s" ] || { echo "bench_throughput: no gmask/bos_token_id in $4/config.json" >&2; exit 1; }
   for i in $(seq "$2"); do
     local ids=""
     for k in $(seq $(($5 - 2))); do ids+="$(( (i * 131 + k * 17) % 20000 + 5 )), "; done
@@ -63,7 +69,7 @@ run() {
 # sweep LABEL MODEL VOCAB PLACEMENT "S list" MMAX_FACTOR: the throughput table for one model.
 sweep() {
   local label=$1 model=$2 vocab=$3 placement=$4 slist=$5 mfac=$6 nreq=${NREQ:-32} ntok=${TOKENS:-24}
-  requests "$work/in.jsonl" $nreq "$ntok" "$vocab" 5
+  requests "$work/in.jsonl" $nreq "$ntok" "$model" 5
   echo
   echo "### $label, placement $placement: $nreq requests x $ntok greedy tokens (prompt 5), KV slots $nreq, load $(load)"
   echo
@@ -94,7 +100,7 @@ latency() {
   echo "|---|---|---|---|---|---|"
   for c in 1 4 16; do
     config "$work/lat.yaml" "$s" balanced_work "$c" 64
-    requests "$work/lat.jsonl" "$c" "$ntok" "$vocab" 32
+    requests "$work/lat.jsonl" "$c" "$ntok" "$model" 32
     run "$model" "$work/lat.yaml" "$s" "$work/lat.jsonl" "$work/lat_out.jsonl" --timings
     /usr/bin/python3 - "$work/lat_out.jsonl" "$label" "$c" "$tps" "$lat_csv" <<'EOF'
 import json, sys

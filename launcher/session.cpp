@@ -174,15 +174,6 @@ void run_mpirun(const Plan& plan, const Deployment& dep, bool dry_run, bool serv
   set_exit_code(r.status);  // as if this process had been mpirun
 }
 
-// VmHWM / VmRSS of this process in bytes (0 when unavailable).
-int64_t proc_status_bytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key))) * 1024;
-  return 0;
-}
-
 // ranks[].max_memory at run time: the rank's resident memory (VmRSS, which counts mapped weight
 // pages too) must stay within its budget; passing it stops the start-up with the plan's numbers
 // beside the measured ones instead of running over.
@@ -243,7 +234,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   }
   StartupReporter report(s->ctx_, s->transport_.get(), s->plan_, StartupReporter::stderr_is_terminal());
   RankStartup mine;
-  mine.start_rss = s->start_rss_ = proc_status_bytes("VmRSS:");
+  mine.start_rss = s->start_rss_ = reset_memory_baseline();  // growth = VmHWM from here on minus this
   auto t0 = std::chrono::steady_clock::now();
   const bool guard = !cuda;  // a cuda rank's max_memory is device memory, not this process's RSS
   s->load_shard(sp, cuda, [&](const LoadProgress& p) {

@@ -1,5 +1,6 @@
 #include "launcher/startup_report.h"
 
+#include <malloc.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -7,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -59,6 +61,20 @@ std::string mib(int64_t bytes) {
 }
 
 }  // namespace
+
+int64_t proc_status_bytes(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(key, 0) == 0) return std::stoll(line.substr(std::strlen(key))) * 1024;
+  return 0;
+}
+
+int64_t reset_memory_baseline() {
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(kMmapThreshold));  // also stops the dynamic adjustment
+  std::ofstream("/proc/self/clear_refs") << "5";  // VmHWM := VmRSS (Linux >= 4.0); ignored when absent
+  return proc_status_bytes("VmRSS:");
+}
 
 bool StartupReporter::stderr_is_terminal() {
   if (const char* v = std::getenv("GLMPIPE_STDERR_TTY")) return std::strcmp(v, "1") == 0;
@@ -178,7 +194,16 @@ void StartupReporter::finish(const RankStartup& mine, std::chrono::seconds timeo
   show(true);
   if (line_open_) std::cerr << std::endl;
   line_open_ = false;
-  if (ctx_.world() > 1) std::cerr << summary(plan_, ranks_) << std::flush;
+  if (ctx_.world() > 1) {
+    std::cerr << summary(plan_, ranks_) << std::flush;
+  } else if (!plan_.stages.empty()) {  // one process: no table, the memory line alone
+    const StageBytes& b = plan_.stages[0].bytes;
+    const int64_t planned = b.weights + b.disk_window + b.kv_cache, growth = mine.peak_rss - mine.start_rss;
+    spdlog::info("memory at start-up: planned {} (weights + disk_window + kv_cache), rss growth {} ({:+.1f}%), "
+                 "peak rss {} of max_memory {}; + {} planned activations for a full-length prefill",
+                 mib(planned), mib(growth), planned > 0 ? 100.0 * static_cast<double>(growth - planned) / planned : 0.0,
+                 mib(mine.peak_rss), mib(b.budget), mib(b.activations));
+  }
 }
 
 std::string StartupReporter::summary(const Plan& plan, const std::vector<RankStartup>& ranks) {
@@ -209,8 +234,9 @@ std::string StartupReporter::summary(const Plan& plan, const std::vector<RankSta
     os << line;
   }
   os << "(planned = the plan's resident bytes once loaded: weights + disk_window + kv_cache; rss_growth = the "
-        "rank's VmHWM once loaded with its KV cache allocated minus its RSS before loading; diff = rss_growth vs "
-        "planned; activations = the plan's estimate for a full-length prefill, not yet used at start-up)\n";
+        "rank's VmHWM once loaded with its KV cache allocated minus its VmRSS just before loading, where VmHWM was "
+        "reset; diff = rss_growth vs planned; activations = the plan's working set of a full-length prefill and "
+        "its GEMM workspace, not yet used at start-up: the `memory:` line at exit has the run's peak)\n";
   return os.str();
 }
 

@@ -39,6 +39,20 @@ struct RankStartup {
   int64_t threads = 0;       // intra-op threads
 };
 
+// The baseline a rank's memory growth is measured from, taken just before it loads (session.cpp):
+//   * fixes glibc's mmap threshold at kMmapThreshold: tensors of 4 MiB and more are mmapped and
+//     given back on free. glibc's default threshold grows with the largest block freed (up to
+//     32 MiB), after which freed prefill buffers stay in a fragmented heap: peak RSS then passed
+//     the live bytes of a 510-token prefill by 30-60 MiB, by an amount that depended on history.
+//     Below 4 MiB (decode steps, micro-batches of up to ~64 rows) the heap is kept: no page faults;
+//   * resets VmHWM (/proc/self/clear_refs "5"), so that the peak counts only what comes after
+//     (MPI start-up, config parsing and the plan no longer lift it);
+//   * returns VmRSS in bytes (0 when /proc is unavailable).
+constexpr int64_t kMmapThreshold = int64_t{4} << 20;
+int64_t reset_memory_baseline();
+// VmRSS / VmHWM ("VmRSS:", "VmHWM:") of this process in bytes (0 when unavailable).
+int64_t proc_status_bytes(const char* key);
+
 class StartupReporter {
  public:
   // `transport` may be null for a single process.

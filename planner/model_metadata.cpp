@@ -32,9 +32,10 @@ int64_t resident_bytes(const TensorSpec* spec, const ModelSchema& schema, const 
                        const std::string& quantization) {
   const ParamSpec* p = spec ? &schema.param_of(*spec) : nullptr;
   if (p && p->kind == ParamKind::kIgnored) return 0;
-  if (stored_integer || (spec && spec->scale)) return stored_bytes;  // already quantized
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
+  if (spec && spec->scale) return numel * 4;  // stored fp16, kept in fp32 (Shard::load reads kFloat)
+  if (stored_integer) return stored_bytes;    // already quantized
   const bool quantized_linear = p && p->kind == ParamKind::kLinear && p->quantizable && !spec->integer &&
                                 spec->name == p->name + ".weight";
   if (!quantization.empty() && quantized_linear) {
@@ -43,7 +44,7 @@ int64_t resident_bytes(const TensorSpec* spec, const ModelSchema& schema, const 
         << "quantization \"" << quantization << "\" (allowed: int8, int4)";
     const int64_t out = shape[0];
     const int64_t packed = quantization == "int4" ? (numel + 1) / 2 : numel;  // two nibbles per byte
-    return packed + out * 2;  // + one fp16 scale per output row
+    return packed + out * 4;  // + one scale per output row (fp16 values, kept in fp32)
   }
   return numel * dtype_bytes(dtype);
 }

@@ -8,7 +8,8 @@
 //   * float tensors are converted to the compute dtype (the real v1 checkpoint stores LayerNorms in
 //     fp32 and everything else in fp16; at dtype float16 the LayerNorms count 2 bytes/element);
 //   * with int8/int4, the four Linear weights of each block count 1 byte / half a byte per weight
-//     plus one fp16 scale per output row (chatglm-spec §3); biases and norms stay float;
+//     plus one scale per output row (chatglm-spec §3: fp16 values; the runtime keeps them in fp32,
+//     4 bytes, also for a quantized checkpoint's stored fp16 .weight_scale); biases and norms stay float;
 //   * the rotary inv_freq buffers are recomputed by the model, so they count 0.
 // v1's lm_head is tied to the embedding. When the checkpoint has no `lm_head.weight` (int4
 // checkpoints), the stage holding the head still needs the embedding matrix: the lm_head unit then

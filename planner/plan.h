@@ -14,11 +14,27 @@
 //   disk_window = the largest unit on disk: its pages are mapped into the rank while it computes and
 //                 released after each use (a tied head on disk reads the whole embedding matrix)
 //   kv_cache    = blocks * 2 * B * S * H * e
-//   activations = an estimate of the working set of one full-length prefill without chunking:
-//                 2*B*S*H*e (received + sent hidden states)
-//               + if it has blocks: B*S*(3H + I)*e (qkv and MLP intermediates of one block)
-//                                   + B*n*S*S*4   (one block's fp32 attention scores)
-//               + if it has the head: B*V*4 (fp32 logits of the last position)
+//   activations = the working set of one full-length prefill (T = B*S tokens, no chunking) on top
+//                 of the resident bytes, and the GEMM workspace it leaves behind. cpu ranks (fp32
+//                 activations, a = 4; counted from the forward code, see planner/activations.cpp):
+//                   stage input: T*H*a (T*H*(e + a) with the embedding: its rows, then in fp32)
+//                 + with blocks, the larger of (Q = qkv width, U = dense_h_to_4h out, F = its
+//                   input to dense_4h_to_h, G = kv_heads*head_dim)
+//                     MLP phase       T*a*(7H + Q + U + F) (+ T*2*(F + H) with a bf16 GEMM;
+//                                     v2+ SwiGLU: at least T*a*(5H + Q + U + 2F))
+//                     attention phase T*a*(4H + Q + G) (+ T*a*2G, 16-bit cache) + 2*n*S*S*4
+//                 + with blocks and T > 32 rows: the GEMM workspace of the largest Linear (out*in
+//                   elements): quantized: dequantized copy, 2 bytes with a bf16 GEMM, else 4;
+//                   bf16 weights without a bf16 GEMM: fp32 widened copy; fp32 weights: none
+//                 + with the head: B*V*4 (fp32 logits of the last positions)
+//                 "bf16 GEMM" = this CPU has AVX512-BF16/AMX-BF16 (cpu_gemm_is_bf16(), the
+//                 kernels' own test; every cpu rank is assumed to be like the planning host).
+//                 cuda ranks (not measured): 2*B*S*H*e (received + sent hidden states)
+//                   + if it has blocks: B*S*(3H + I)*e + B*n*S*S*4; + if it has the head: B*V*4
+//                 Weights, kv_cache and activations are what a rank's peak RSS grows by over its
+//                 RSS before loading (bench/RESULTS_plan_accuracy.md: within 5 %), given that the
+//                 rank serves large tensors from mmap (reset_memory_baseline in
+//                 launcher/startup_report.h: no heap fragmentation on top of the live bytes).
 //   reserve     = the rank's reserve (gpu_reserve for cuda ranks, cpu_reserve for cpu)
 //   total       = weights + disk_window + kv_cache + activations + reserve  <=  budget = ranks[i].max_memory
 //
@@ -122,7 +138,13 @@ Plan make_plan(const ModelMetadata& meta, const Deployment& dep);
 
 // The per-stage byte formulas above, exposed for tests and tools (`has_*`/`blocks` describe the stage).
 int64_t kv_cache_bytes(const ModelMetadata& meta, const Deployment& dep, int blocks);
+// activation_bytes: the cuda ranks' estimate; cpu_activation_bytes: a cpu rank's (see above).
 int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_blocks, bool has_head);
+int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_embedding, bool has_blocks,
+                             bool has_head);
+// True when this CPU's GEMMs for bf16/quantized weights run in bf16 (model/linear.cpp's
+// bf16_gemm_fast(): AVX512-BF16 or AMX-BF16, unless GLMPIPE_BF16_GEMM=0).
+bool cpu_gemm_is_bf16();
 // Per-token work (bytes read per decode step) of each placement unit, in unit order: the embedding
 // (one row: hidden * e), blocks 0..L-1 (their weights), the head (final_layernorm + lm_head).
 std::vector<int64_t> unit_work_bytes(const ModelMetadata& meta);

@@ -65,10 +65,14 @@ StageBytes expected_bytes(const Case& c, int r, int a, int b) {
   s.work += s.weights - (a == 0 ? m.units[0].weight_bytes : 0);  // blocks + head (the whole lm_head, tied or not)
   if (m.lm_head_tied && a == 0 && b == N) s.weights -= m.units.back().weight_bytes;
   s.kv_cache = blocks * 2 * B * S * H * e;
-  s.activations = 2 * B * S * H * e;
-  if (blocks) s.activations += B * S * (3 * H + m.config.inner_hidden_size) * e + B * m.config.num_attention_heads * S * S * 4;
-  if (b == N) s.activations += B * m.config.vocab_size * 4;
   const RankSpec& rs = c.dep.ranks[static_cast<size_t>(r)];
+  if (rs.is_cpu()) {  // the cpu model (its terms: planner_memory_test against what a prefill allocates)
+    s.activations = cpu_activation_bytes(m, c.dep, a == 0, blocks > 0, b == N);
+  } else {
+    s.activations = 2 * B * S * H * e;
+    if (blocks) s.activations += B * S * (3 * H + m.config.inner_hidden_size) * e + B * m.config.num_attention_heads * S * S * 4;
+    if (b == N) s.activations += B * m.config.vocab_size * 4;
+  }
   s.reserve = rs.device == "cpu" ? c.dep.cpu_reserve : c.dep.gpu_reserve;
   s.total = s.weights + s.kv_cache + s.activations + s.reserve;
   s.budget = rs.max_memory;

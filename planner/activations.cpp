@@ -1,0 +1,103 @@
+// The planner's model of a rank's working set beyond its resident weights and KV cache: the
+// activations of one full-length prefill and the kernels' workspace (plan.h gives the formulas).
+// The CPU terms are counted from the forward code (model/chatglm*/..._shard.cpp, model/linear.cpp,
+// model/quant.cpp, model/attention.cpp) and checked by bench/bench_plan_accuracy.sh (peak RSS) and
+// planner_memory_test (peak bytes of the tensors allocated).
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/checked.h"
+#include "planner/plan.h"
+
+namespace glmpipe {
+
+namespace {
+
+// Row counts above which model/linear.cpp and model/quant.cpp leave the row kernels for a GEMM
+// (kBf16GemvMaxTokens, quantized_gemv_max_tokens() without AVX-512; the smaller limits of the
+// AVX-512 machines only make the GEMM path more likely). A full-length prefill of more rows than
+// this takes the GEMM path, and with it the workspace below.
+constexpr int64_t kGemmRows = 32;
+
+// Element widths (per token) of one block's Linears, from the family's schema.
+struct BlockWidths {
+  int64_t qkv = 0;       // query_key_value output
+  int64_t up = 0;        // dense_h_to_4h output (v2+: gate and up, 2·ffn)
+  int64_t down_in = 0;   // dense_4h_to_h input
+  int64_t max_linear = 0;  // largest out·in of the block's Linears (the GEMM workspace)
+};
+
+BlockWidths block_widths(const ModelConfig& cfg) {
+  ModelConfig float_cfg = cfg;  // float shapes: int4 storage halves `in`
+  float_cfg.quantization_bit = 0;
+  const ModelSchema schema = model_schema(float_cfg);
+  BlockWidths w;
+  auto ends_with = [](const std::string& s, const char* tail) {
+    const size_t n = std::strlen(tail);
+    return s.size() >= n && s.compare(s.size() - n, n, tail) == 0;
+  };
+  for (const ParamSpec& p : schema.params) {
+    if (p.kind != ParamKind::kLinear || p.unit != 1 || p.shape.size() != 2) continue;  // block 0
+    w.max_linear = std::max(w.max_linear, (CheckedI64(p.shape[0]) * p.shape[1]).saturated());
+    if (ends_with(p.name, "query_key_value")) w.qkv = p.shape[0];
+    if (ends_with(p.name, "dense_h_to_4h")) w.up = p.shape[0];
+    if (ends_with(p.name, "dense_4h_to_h")) w.down_in = p.shape[1];
+  }
+  return w;
+}
+
+}  // namespace
+
+bool cpu_gemm_is_bf16() {
+  // Mirrors bf16_gemm_fast() of model/linear.cpp (planner_memory_test checks that they agree).
+  const char* e = std::getenv("GLMPIPE_BF16_GEMM");
+  if (e && std::strcmp(e, "0") == 0) return false;
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+}
+
+int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_embedding, bool has_blocks,
+                             bool has_head) {
+  const ModelConfig& c = meta.config;
+  const CheckedI64 B = dep.kv_cache.max_batch, S = dep.kv_cache.max_seq_len, T = B * S;
+  const int64_t a = 4, e = dtype_bytes(meta.dtype), H = c.hidden_size, kv = c.kv_heads() * c.head_dim();
+  const bool quantized = !meta.quantization.empty(), float32 = meta.dtype == "float32";
+  const bool bf16_gemm = cpu_gemm_is_bf16() && (quantized || !float32);  // x and y pass through bf16
+  // The stage's input, held by the stage loop while the blocks run: the embedding's rows (at e
+  // bytes, converted to fp32 by the first block) or the hidden states received.
+  CheckedI64 bytes = T * H * (has_embedding ? e : a);
+  if (has_embedding) bytes += T * H * a;  // the converted rows (block 0's x) / the rows sent on
+  if (has_blocks) {
+    const BlockWidths w = block_widths(c);
+    // MLP phase (the peak for short sequences), at the down projection: x, h, qkv, ctx, the
+    // attention output, x2, h2 (6H + Q, counting x here and the stage input above), the up
+    // projection and its activation, the down projection's output (+ H); with a bf16 GEMM the
+    // input of the down projection and its output also exist in bf16. v2+ (SwiGLU) peaks earlier,
+    // at silu(gate) * up: the silu temporary and the product beside the up projection (5H + Q + U + 2F).
+    CheckedI64 mlp = T * a * (7 * H + w.qkv + w.up + w.down_in);
+    if (bf16_gemm) mlp += T * 2 * (w.down_in + H);
+    if (c.family == Family::kChatGLM2) {
+      const CheckedI64 glu = T * a * (5 * H + w.qkv + w.up + 2 * w.down_in);
+      if (glu.saturated() > mlp.saturated()) mlp = glu;
+    }
+    // Attention phase (the peak for long sequences): x, h, qkv, the rotated q and k, a contiguous
+    // copy of q for the batched matmul, fp32 copies of the cached keys and values when the cache is
+    // 16-bit, and two [heads, S, S] fp32 score tensors of one sequence (the scaled scores and the
+    // softmax, or the matmul result and the scaled copy).
+    CheckedI64 attn = T * a * (3 * H + w.qkv + kv + H) + CheckedI64(2) * c.num_attention_heads * S * S * 4;
+    if (!float32) attn += T * a * 2 * kv;
+    bytes += (mlp.saturated() > attn.saturated() ? mlp : attn);
+    // GEMM workspace (thread-local, kept after the first prefill): quantized weights are
+    // dequantized into a buffer of the largest Linear (bf16 with a bf16 GEMM, else fp32); bf16
+    // weights without a bf16 GEMM are widened to fp32 into one. fp32 and bf16-GEMM weights need none.
+    if (T.saturated() > kGemmRows) {
+      if (quantized) bytes += CheckedI64(w.max_linear) * (bf16_gemm ? 2 : 4);
+      else if (!float32 && !bf16_gemm) bytes += CheckedI64(w.max_linear) * 4;
+    }
+  }
+  if (has_head) bytes += B * c.vocab_size * 4;  // fp32 logits of the last positions
+  return bytes.saturated();
+}
+
+}  // namespace glmpipe
