@@ -60,7 +60,12 @@ bool cpu_gemm_is_bf16() {
 int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_embedding, bool has_blocks,
                              bool has_head) {
   const ModelConfig& c = meta.config;
-  const CheckedI64 B = dep.kv_cache.max_batch, S = dep.kv_cache.max_seq_len, T = B * S;
+  // Query rows of one sequence in one prefill step: the whole prompt, or for the causal families
+  // (v2+) a chunk of kv_cache.prefill_chunk tokens (stage/scheduler.h); T = rows of the step.
+  const int64_t chunk = dep.kv_cache.prefill_chunk;
+  const bool chunked = c.family == Family::kChatGLM2 && chunk > 0 && chunk < dep.kv_cache.max_seq_len;
+  const CheckedI64 B = dep.kv_cache.max_batch, S = dep.kv_cache.max_seq_len, Sq = chunked ? chunk : S.value(),
+                   T = B * Sq;
   const int64_t a = 4, e = dtype_bytes(meta.dtype), H = c.hidden_size, kv = c.kv_heads() * c.head_dim();
   const bool quantized = !meta.quantization.empty(), float32 = meta.dtype == "float32";
   const bool bf16_gemm = cpu_gemm_is_bf16() && (quantized || !float32);  // x and y pass through bf16
@@ -83,10 +88,10 @@ int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, b
     }
     // Attention phase (the peak for long sequences): x, h, qkv, the rotated q and k, a contiguous
     // copy of q for the batched matmul, fp32 copies of the cached keys and values when the cache is
-    // 16-bit, and two [heads, S, S] fp32 score tensors of one sequence (the scaled scores and the
+    // 16-bit, and two [heads, Sq, S] fp32 score tensors of one sequence (the scaled scores and the
     // softmax, or the matmul result and the scaled copy).
-    CheckedI64 attn = T * a * (3 * H + w.qkv + kv + H) + CheckedI64(2) * c.num_attention_heads * S * S * 4;
-    if (!float32) attn += T * a * 2 * kv;
+    CheckedI64 attn = T * a * (3 * H + w.qkv + kv + H) + CheckedI64(2) * c.num_attention_heads * Sq * S * 4;
+    if (!float32) attn += S * a * 2 * kv;  // one sequence's keys and values at a time
     bytes += (mlp.saturated() > attn.saturated() ? mlp : attn);
     // GEMM workspace (thread-local, kept after the first prefill): quantized weights are
     // dequantized into a buffer of the largest Linear (bf16 with a bf16 GEMM, else fp32); bf16

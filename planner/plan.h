@@ -14,7 +14,8 @@
 //   disk_window = the largest unit on disk: its pages are mapped into the rank while it computes and
 //                 released after each use (a tied head on disk reads the whole embedding matrix)
 //   kv_cache    = blocks * 2 * B * S * H * e
-//   activations = the working set of one full-length prefill (T = B*S tokens, no chunking) on top
+//   activations = the working set of one full-length prefill step (T = B*Sq rows; Sq = S, or for
+//                 v2+ kv_cache.prefill_chunk when smaller: prompts prefilled in chunks) on top
 //                 of the resident bytes, and the GEMM workspace it leaves behind. cpu ranks (fp32
 //                 activations, a = 4; counted from the forward code, see planner/activations.cpp):
 //                   stage input: T*H*a (T*H*(e + a) with the embedding: its rows, then in fp32)
@@ -22,7 +23,7 @@
 //                   input to dense_4h_to_h, G = kv_heads*head_dim)
 //                     MLP phase       T*a*(7H + Q + U + F) (+ T*2*(F + H) with a bf16 GEMM;
 //                                     v2+ SwiGLU: at least T*a*(5H + Q + U + 2F))
-//                     attention phase T*a*(4H + Q + G) (+ T*a*2G, 16-bit cache) + 2*n*S*S*4
+//                     attention phase T*a*(4H + Q + G) (+ S*a*2G, 16-bit cache) + 2*n*Sq*S*4
 //                 + with blocks and T > 32 rows: the GEMM workspace of the largest Linear (out*in
 //                   elements): quantized: dequantized copy, 2 bytes with a bf16 GEMM, else 4;
 //                   bf16 weights without a bf16 GEMM: fp32 widened copy; fp32 weights: none
