@@ -246,6 +246,8 @@ class BatchJob {
       BatchInput in = parse_batch_line(lines_[i], line, defaults_, chat_.get(), vocab);
       if (in.error.empty() && first_line_.at(in.id) != line)
         in.error = "duplicate id \"" + in.id + "\" (first on line " + std::to_string(first_line_.at(in.id)) + ")";
+      if (in.error.empty() && !in.stop_ids.empty())  // a text prompt (id prompts have no stop ids)
+        in.error = official_prompt_problem(session_.config(), in.ids);
       if (in.error.empty() && !in.params.stop.empty() && !chat_)
         in.error = "\"stop\" needs a tokenizer (MODEL_DIR/tokenizer.model, ice_text.model or --tokenizer)";
       std::unique_lock<std::mutex> lock(mu_);

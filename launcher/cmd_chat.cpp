@@ -203,6 +203,12 @@ void run_chat(ChatOptions o) {
     return;
   }
   const LoadedChatFormat cf = session_chat_format(*session, o.tokenizer);
+  {  // every turn's prompt has the same specials: check them once, as the official code would
+    std::vector<int64_t> probe;
+    for (int id : cf.format.prompt_ids({{"user", "你好"}})) probe.push_back(id);
+    const std::string problem = official_prompt_problem(session->config(), probe);
+    GLMPIPE_CHECK(problem.empty()) << "chat: " << problem;
+  }
   struct sigaction sa {};
   sa.sa_handler = on_sigint;
   sigemptyset(&sa.sa_mask);

@@ -68,6 +68,8 @@ void run_generate(GenerateOptions o) {
       const LoadedChatFormat cf = session_chat_format(*session, o.tokenizer);
       if (!o.prompt.empty()) {
         for (int id : cf.format.text_ids(o.prompt)) r.input_ids.push_back(id);
+        const std::string problem = official_prompt_problem(session->config(), r.input_ids);
+        GLMPIPE_CHECK(problem.empty()) << "--prompt: " << problem;
         r.stop_ids = cf.format.stop_ids();  // --ids: the model's eos ids (config.json)
       }
       text = std::make_unique<ChoiceText>(cf.format.tokenizer_ptr(), r.params.stop);

@@ -78,6 +78,7 @@ struct ChatServer::Impl {
         guard(ConnectionGuardOptions{std::chrono::milliseconds(static_cast<int64_t>(opt.read_timeout_s * 1000)),
                                      opt.threads, std::chrono::milliseconds(200)}) {
     api.chat = &chat;
+    api.model = &cfg;
     api.model_names = opt.model_names;
     api.defaults = opt.defaults;
     api.vocab_size = cfg.vocab_size;

@@ -185,9 +185,12 @@ void read_response_format(const json& j) {
                                   "' is not supported (no constrained decoding): only 'text'");
 }
 
+// A text prompt's ids (id prompts stay raw), checked as the official code does.
 std::vector<int64_t> encode(const ApiContext& ctx, const std::string& text) {
   std::vector<int64_t> ids;
   for (int id : ctx.chat->text_ids(text)) ids.push_back(id);
+  if (ctx.model)
+    if (const std::string e = official_prompt_problem(*ctx.model, ids); !e.empty()) refuse("prompt", e);
   return ids;
 }
 
@@ -250,6 +253,8 @@ ApiRequest parse_chat_request(const std::string& body, const ApiContext& ctx) {
     refuse("modalities", "only the \"text\" modality is supported", "unsupported_parameter");
   if (given(j, "parallel_tool_calls") && !j["parallel_tool_calls"].is_boolean())
     refuse("parallel_tool_calls", "'parallel_tool_calls' must be a boolean", "invalid_type");
+  if (ctx.model)
+    if (const std::string e = official_prompt_problem(*ctx.model, prompt); !e.empty()) refuse("messages", e);
   r.prompts.push_back({prompt, ""});
   r.stop_ids = ctx.chat->stop_ids();
   return r;

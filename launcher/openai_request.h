@@ -44,6 +44,9 @@ struct ApiContext {
   // The tokenizer and chat family: chat prompts (tools included), completions' encode, stop ids;
   // tool calling when the family has a tool-call format (ChatGLM3, GLM-4).
   const ChatFormat* chat = nullptr;
+  // The model's config.json: text prompts are checked as the official code does
+  // (official_prompt_problem); null: no check.
+  const ModelConfig* model = nullptr;
   std::vector<std::string> model_names;  // the served names (aliases); [0] is the primary one
   SamplingParams defaults;               // for fields a request leaves out
   int64_t vocab_size = 0;                // bounds logit_bias ids

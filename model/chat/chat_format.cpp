@@ -53,4 +53,17 @@ std::string ChatFormat::reply_text(const std::string& text) const {
   return out;
 }
 
+std::string official_prompt_problem(const ModelConfig& cfg, const std::vector<int64_t>& ids) {
+  if (cfg.family != Family::kChatGLM) return "";
+  auto has = [&](int64_t id) { return id >= 0 && std::find(ids.begin(), ids.end(), id) != ids.end(); };
+  if (!has(cfg.gmask_token_id) && !has(cfg.mask_token_id))
+    return "the prompt has neither [MASK] (id " + std::to_string(cfg.mask_token_id) + ") nor [gMASK] (id " +
+           std::to_string(cfg.gmask_token_id) +
+           ") of config.json, which ChatGLM-6B needs (does the tokenizer belong to this model?)";
+  if (!has(cfg.bos_token_id))
+    return "the prompt has no <sop> (bos_token_id " + std::to_string(cfg.bos_token_id) +
+           " of config.json), which ChatGLM-6B needs (does the tokenizer belong to this model?)";
+  return "";
+}
+
 }  // namespace glmpipe

@@ -17,6 +17,7 @@
 
 #include "model/chat/chat_family.h"
 #include "model/chat/chat_message.h"
+#include "model/model_config.h"
 #include "model/tokenizer/text_tokenizer.h"
 
 namespace glmpipe {
@@ -50,6 +51,13 @@ class ChatFormat {
   ChatFamily family_;
   std::vector<int64_t> stop_ids_;
 };
+
+// The official ChatGLM-6B (v1) code raises on a prompt with neither [MASK] nor [gMASK], or without
+// <sop> (modeling_chatglm.py: seq.index(mask_token), seq.index(bos_token_id)), e.g. when the
+// tokenizer does not fit the model's config.json. Text prompts (generate --prompt, chat, serve,
+// batch) are checked the same way; --ids and id prompts stay raw. "" when `ids` are fine (always
+// for the other families, whose official code has no such check), else what is wrong.
+std::string official_prompt_problem(const ModelConfig& cfg, const std::vector<int64_t>& ids);
 
 struct LoadedChatFormat {
   ChatFormat format;

@@ -220,3 +220,51 @@ TEST(OpenAITools, TokenTextIsTheTokensBytes) {
 
 }  // namespace
 }  // namespace glmpipe
+
+namespace glmpipe {
+namespace {
+
+// ChatGLM-6B's official code raises on a prompt without [MASK]/[gMASK] or <sop>: text prompts of
+// the server are refused the same way (naming the field), id prompts stay raw.
+TEST(OfficialPrompt, V1TextPromptsNeedTheConfigsMaskAndSop) {
+  const ChatFormat f(load_tokenizer(test::source_dir() + "/tests/data/tiny_chatglm.model", false), ChatFamily::kChatGLM);
+  ModelConfig cfg;  // v1
+  const Tokenizer& t = f.tokenizer();
+  cfg.gmask_token_id = t.special_id("[gMASK]");
+  cfg.mask_token_id = t.special_id("[MASK]");
+  cfg.bos_token_id = t.special_id("<sop>");
+  ApiContext ctx = context(f);
+  ctx.model = &cfg;
+  const std::string chat = R"({"messages": [{"role": "user", "content": "hello"}]})";
+  EXPECT_EQ(refusal(chat, ctx).status, 0);
+  std::vector<int64_t> ids;
+  for (int id : f.text_ids("hello")) ids.push_back(id);
+  EXPECT_EQ(official_prompt_problem(cfg, ids), "");
+  // A config.json whose specials are not the tokenizer's.
+  ModelConfig other = cfg;
+  other.gmask_token_id = t.num_ids() + 1;
+  other.mask_token_id = t.num_ids() + 2;
+  EXPECT_NE(official_prompt_problem(other, ids).find("neither [MASK]"), std::string::npos);
+  ctx.model = &other;
+  const ApiError e = refusal(chat, ctx);
+  EXPECT_EQ(e.status, 400);
+  EXPECT_EQ(e.param, "messages");
+  EXPECT_NE(e.message.find("[gMASK] (id " + std::to_string(other.gmask_token_id) + ")"), std::string::npos) << e.message;
+  try {
+    parse_completion_request(R"({"prompt": "hello"})", ctx);
+    ADD_FAILURE() << "a text prompt without the config's [gMASK] was accepted";
+  } catch (const ApiError& c) {
+    EXPECT_EQ(c.param, "prompt");
+  }
+  EXPECT_EQ(parse_completion_request(R"({"prompt": [5, 6, 7]})", ctx).prompts[0].ids, (std::vector<int64_t>{5, 6, 7}));
+  ModelConfig no_sop = cfg;
+  no_sop.bos_token_id = t.num_ids() + 3;
+  EXPECT_NE(official_prompt_problem(no_sop, ids).find("no <sop>"), std::string::npos);
+  // The other families' official code has no such check.
+  ModelConfig v2 = other;
+  v2.family = Family::kChatGLM2;
+  EXPECT_EQ(official_prompt_problem(v2, {1, 2, 3}), "");
+}
+
+}  // namespace
+}  // namespace glmpipe
