@@ -282,6 +282,14 @@ TEST_F(BatchCli, TextPromptsChatHistoryAndMessagesWithTokenizer) {
   o.seed = 1;  // a seed whose greedy continuations differ between the two prompts below
   make_tiny_model(model, o);
   const std::string tok = test::source_dir() + "/tests/data/tiny_chatglm.model";
+  // The model's config.json names the test tokenizer's [gMASK] (5) and <sop> (8), as a real
+  // checkpoint names its own tokenizer's: text prompts are checked against them (the official rule).
+  {
+    auto cfg = json::parse(test::read_file(model + "/config.json"));
+    cfg["gmask_token_id"] = 5;
+    cfg["bos_token_id"] = 8;
+    write_file(model + "/config.json", cfg.dump(2));
+  }
   auto enc = glmpipe("tokenize --tokenizer " + tok + " --text 'The model'");
   ASSERT_EQ(enc.exit_code, 0) << enc.err;
   const std::string ids = enc.out.substr(0, enc.out.find('\n'));

@@ -9,6 +9,7 @@
 #include "launcher/batch_job.h"
 #include "launcher/openai_request.h"
 #include "launcher/openai_response.h"
+#include "model/chat/chat_format.h"
 #include "planner/deployment.h"
 #include "stage/sampler.h"
 #include "stage/step_message.h"
@@ -19,14 +20,19 @@ namespace {
 
 using json = nlohmann::json;
 
-ChatGLMTokenizer demo_tokenizer() { return ChatGLMTokenizer::load(test::source_dir() + "/models/demo/ice_text.model"); }
+std::shared_ptr<const ChatGLMTokenizer> demo_tokenizer() {
+  return std::make_shared<const ChatGLMTokenizer>(ChatGLMTokenizer::load(test::source_dir() + "/models/demo/ice_text.model"));
+}
 
 const char* kRanks = "model: {path: m}\nranks: [{device: cpu, max_memory: 1GiB}]\n";
 
 // The same field, written in each entry point, means the same thing.
 TEST(SamplingParams, SameFieldsSameMeaningEverywhere) {
-  auto tok = demo_tokenizer();
-  ApiContext ctx{&tok, {"demo"}, SamplingParams{}, 640, false};
+  const ChatFormat fmt(demo_tokenizer(), ChatFamily::kChatGLM);
+  ApiContext ctx;
+  ctx.chat = &fmt;
+  ctx.model_names = {"demo"};
+  ctx.vocab_size = 640;
   const json fields = {{"temperature", 0}, {"top_p", 0.5}, {"max_tokens", 7}, {"presence_penalty", 0.5},
                        {"frequency_penalty", -0.25}, {"logit_bias", {{"12", -3.5}}}, {"stop", {"a", "bc"}}, {"seed", 9}};
   json chat = fields;
@@ -179,8 +185,8 @@ TEST(ParamsMessage, RoundTrips) {
 // streamed pieces never show a tail that may still become a stop string.
 TEST(ChoiceText, CutsBeforeTheStopAndHoldsBackPartialMatches) {
   auto tok = demo_tokenizer();
-  std::vector<int> ids = tok.encode("It is a truth universally acknowledged, that a single man", false);
-  const std::string full = tok.decode(ids);
+  std::vector<int> ids = tok->encode("It is a truth universally acknowledged, that a single man", false);
+  const std::string full = tok->decode(ids);
   for (const std::vector<std::string>& stop :
        {std::vector<std::string>{"single"}, {"zz", "ruth univ", "single"}, {"knowledged, th"}}) {
     size_t cut = std::string::npos;
