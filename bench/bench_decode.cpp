@@ -58,7 +58,9 @@ Shape make_shape(const std::string& name) {
     std::fprintf(stderr, "bench_decode: --shape %s (allowed: chatglm-6b, chatglm3-6b, glm4-9b)\n", name.c_str());
     std::exit(1);
   }
-  return {name, tiny_model_config(o)};
+  ModelConfig c = tiny_model_config(o);
+  c.max_sequence_length = name == "glm4-9b" ? 131072 : 8192;  // the official seq_length
+  return {name, c};
 }
 
 struct Result {
