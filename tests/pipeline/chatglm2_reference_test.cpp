@@ -15,34 +15,14 @@
 #include "checkpoint/checkpoint.h"
 #include "common/npy.h"
 #include "model/model_config.h"
+#include "tests/reference_reader.h"
 #include "tests/test_util.h"
 
 using namespace glmpipe;
 
 namespace {
 
-class Reader {
- public:
-  explicit Reader(const std::string& path) : f_(path, std::ios::binary) {}
-  bool ok() const { return static_cast<bool>(f_); }
-  at::Tensor floats(std::vector<int64_t> shape) {
-    int64_t n = 1;
-    for (auto s : shape) n *= s;
-    auto t = at::empty(shape, at::kFloat);
-    f_.read(reinterpret_cast<char*>(t.data_ptr<float>()), n * 4);
-    EXPECT_TRUE(f_) << "reference data truncated";
-    return t;
-  }
-  std::vector<int64_t> ints(int64_t n) {
-    std::vector<int32_t> v(n);
-    f_.read(reinterpret_cast<char*>(v.data()), n * 4);
-    return std::vector<int64_t>(v.begin(), v.end());
-  }
-  bool at_end() { return f_.peek() == EOF; }
-
- private:
-  std::ifstream f_;
-};
+using Reader = test::ReferenceReader;
 
 struct RefModel {
   std::string dir;

@@ -15,6 +15,7 @@
 #include "launcher/openai_response.h"
 #include "model/chat/chat_json.h"
 #include "model/tokenizer/tokenizer_loader.h"
+#include "tests/family_chat_formats.h"
 #include "tests/test_util.h"
 
 namespace glmpipe {
@@ -23,21 +24,9 @@ namespace {
 using json = nlohmann::json;
 using ojson = nlohmann::ordered_json;
 
-std::string glm2_path() { return test::shared_data() + "/tokenizers/chatglm2-6b-tokenizer.model"; }
-std::string glm4_path() { return test::shared_data() + "/tokenizers/glm-4-9b-tokenizer.model"; }
-
-#define SKIP_WITHOUT(path) \
-  if (!test::file_exists(path)) GTEST_SKIP() << "needs " << (path) << " (../shared/data absent)"
-
-const ChatFormat& fmt(ChatFamily f) {
-  static std::map<ChatFamily, ChatFormat> cache;
-  auto it = cache.find(f);
-  if (it == cache.end()) {
-    const std::string path = f == ChatFamily::kGLM4 ? glm4_path() : glm2_path();
-    it = cache.emplace(f, ChatFormat(load_tokenizer(path, f != ChatFamily::kChatGLM2), f)).first;
-  }
-  return it->second;
-}
+using test::glm2_path;
+using test::glm4_path;
+const ChatFormat& fmt(ChatFamily f) { return test::family_format(f); }
 
 ApiContext context(const ChatFormat& f) {
   ApiContext c;
