@@ -87,7 +87,14 @@ std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape
   a.x_raw = x.data();
   y.assign(s.out, 0.f);
   a.y = y.data();
-  if (f == WeightFormat::kInt8 || f == WeightFormat::kInt4) {  // as quantize_x_i16 in qgemv.cpp
+  std::vector<int8_t> x8(s.in);
+  std::vector<float> x8s(s.in / 4 + 1);
+  const bool one_int = f == WeightFormat::kInt8 || f == WeightFormat::kInt4;
+  if (one_int && isa == KernelIsa::kAvx512 &&  // as gemv_forward: int8 activations (VNNI)
+      glmpipe::detail::quantize_x_i8_avx512(x.data(), s.in, f == WeightFormat::kInt4, x8.data(), x8s.data(), &a.x8_corr)) {
+    a.x8 = x8.data();
+    a.x8_lane_scale = x8s.data();
+  } else if (one_int) {  // as quantize_x_i16 in qgemv.cpp
     const int64_t half = s.in / 2;
     for (size_t b = 0; b < qs.size(); ++b) {
       float m = 0;

@@ -5,10 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <array>
-#include <chrono>
 #include <cstdlib>
-#include <mutex>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -158,68 +155,6 @@ void run_rows(KernelIsa isa, const detail::GemvArgs& a, int64_t grain) {
 
 int fmt_index(WeightFormat f) { return static_cast<int>(f); }
 
-// Start-up choice: times one-token calls of every family this CPU runs on a 24 MB weight of each
-// format (4096 columns; best of 3 after a warm-up) and keeps the fastest. ~0.1 s once per process.
-// 24 MB is beyond L2 everywhere but inside a large L3 (300 MB on the Xeon of bench/RESULTS_avx512.md):
-// there it compares the families' compute rates, which is where they differ (streaming from memory
-// they tie within noise). A wrong static guess could cost 2× (int4 on AVX2 was compute-bound at
-// ~0.5 of the floor); a near tie either way costs little.
-std::array<KernelIsa, 4> measure_fastest() {
-  std::array<KernelIsa, 4> best{};
-  std::vector<KernelIsa> cands;
-  for (KernelIsa k : {KernelIsa::kAvx512, KernelIsa::kAvx2})
-    if (kernel_isa_supported(k)) cands.push_back(k);
-  if (cands.empty()) return {KernelIsa::kPortable, KernelIsa::kPortable, KernelIsa::kPortable, KernelIsa::kPortable};
-  if (cands.size() == 1) return {cands[0], cands[0], cands[0], cands[0]};
-  constexpr int64_t kIn = 4096, kBytes = 24 << 20;
-  std::vector<uint8_t> w(kBytes, 0x11);  // 0x11 is a small finite value in every format
-  std::vector<float> x(2 * kIn, 0.5f), y(kBytes / (kIn / 2));  // y: one float per row, int4 has the most rows
-  std::vector<int16_t> xq(kIn, 1000);
-  std::vector<float> xs(kIn / detail::kXqBlock, 1e-3f);
-  best[fmt_index(WeightFormat::kF32)] = best[fmt_index(WeightFormat::kBF16)] = cands[0];  // see deterministic_isa
-  for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
-    const int64_t row_bytes = f == WeightFormat::kF32 ? 4 * kIn : f == WeightFormat::kBF16 ? 2 * kIn
-                              : f == WeightFormat::kInt8 ? kIn : kIn / 2;
-    double best_s = 1e30;
-    for (KernelIsa k : cands) {
-      detail::GemvArgs a;
-      a.fmt = f;
-      a.w = w.data();
-      a.x = x.data();
-      a.x_raw = x.data();
-      a.ldx = kIn;  // int4 and split bf16: [even | odd], kIn / 2 each
-      a.x_split = k == KernelIsa::kAvx512 && detail::avx512_wants_split_x(f, kIn);
-      if (f == WeightFormat::kInt8 || f == WeightFormat::kInt4) {
-        a.xq = xq.data();
-        a.xq_scale = xs.data();
-      }
-      a.tokens = 1;
-      a.in = kIn;
-      a.out = kBytes / row_bytes;
-      a.y = y.data();
-      double t_best = 1e30;
-      for (int rep = 0; rep < 4; ++rep) {
-        const auto t0 = std::chrono::steady_clock::now();
-        run_rows(k, a, row_grain(row_bytes));
-        const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (rep > 0) t_best = std::min(t_best, dt);
-      }
-      if (t_best < best_s) {
-        best_s = t_best;
-        best[fmt_index(f)] = k;
-      }
-    }
-  }
-  return best;
-}
-
-const std::array<KernelIsa, 4>& measured_choice() {
-  static std::once_flag once;
-  static std::array<KernelIsa, 4> choice;
-  std::call_once(once, [] { choice = measure_fastest(); });
-  return choice;
-}
-
 }  // namespace
 
 const char* kernel_isa_name(KernelIsa isa) {
@@ -238,25 +173,16 @@ bool kernel_isa_supported(KernelIsa isa) {
   }
 }
 
-KernelIsa gemv_isa_for(WeightFormat fmt) {
-  if (g_forced) return *g_forced;
-  static const std::optional<KernelIsa> from_env = env_isa();
-  if (from_env) return *from_env;
-  return measured_choice()[fmt_index(fmt)];
-}
-
-namespace {
-// The family for calls whose result depends on it (float accumulation order): the widest the CPU
-// runs, the same in every process, so that ranks of a pipeline and a single process agree bit for
-// bit. Only the one-token int8/int4 kernels, whose results are identical in both families, follow
-// the measured choice.
-KernelIsa deterministic_isa() {
+// The widest family the CPU runs, the same in every process (and for every format), so that ranks of
+// a pipeline and a single process agree bit for bit: the families differ in accumulation order, and
+// one-token int8/int4 calls round x to int8 (AVX-512 VNNI) or int16 (AVX2). No start-up timing: the
+// AVX-512 kernels are the faster ones wherever they run (bench/RESULTS_kernels.md).
+KernelIsa gemv_isa_for(WeightFormat) {
   if (g_forced) return *g_forced;
   static const std::optional<KernelIsa> from_env = env_isa();
   if (from_env) return *from_env;
   return avx512_available() ? KernelIsa::kAvx512 : avx2_available() ? KernelIsa::kAvx2 : KernelIsa::kPortable;
 }
-}  // namespace
 
 void force_kernel_isa(std::optional<KernelIsa> isa) {
   GLMPIPE_CHECK(!isa || kernel_isa_supported(*isa)) << "force_kernel_isa: this CPU cannot run " << kernel_isa_name(*isa);
@@ -274,7 +200,7 @@ std::string gemv_kernel_isa() {
   const char* names[] = {"fp32", "bf16", "int8", "int4"};
   for (WeightFormat f : {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kInt4, WeightFormat::kF32})
     s += std::string(s.empty() ? "" : ", ") + names[fmt_index(f)] + " " + kernel_isa_name(gemv_isa_for(f));
-  return s + (g_forced ? " (forced)" : std::getenv("GLMPIPE_KERNEL_ISA") ? " (GLMPIPE_KERNEL_ISA)" : " (measured)");
+  return s + (g_forced ? " (forced)" : std::getenv("GLMPIPE_KERNEL_ISA") ? " (GLMPIPE_KERNEL_ISA)" : " (cpu)");
 }
 
 at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFormat fmt, const at::Tensor& scale,
@@ -309,18 +235,26 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
   a.in = in;
   a.out = out;
   a.y = y.data_ptr<float>();
-  KernelIsa isa = deterministic_isa();
+  KernelIsa isa = gemv_isa_for(fmt);
   const bool fast = isa != KernelIsa::kPortable;
   thread_local std::vector<int16_t> xq;  // reused: no allocation per decode call
   thread_local std::vector<float> xq_scale;
-  if (fast && T == 1 && (fmt == WeightFormat::kInt8 || fmt == WeightFormat::kInt4) &&
-      quantize_x_i16(a.x_raw, in, fmt == WeightFormat::kInt4, xq, xq_scale)) {
+  thread_local std::vector<int8_t> x8;
+  const bool one_int = fast && T == 1 && (fmt == WeightFormat::kInt8 || fmt == WeightFormat::kInt4);
+  if (one_int && isa == KernelIsa::kAvx512) {
+    x8.resize(in);
+    xq_scale.resize(in / 4 + 1);
+    if (detail::quantize_x_i8_avx512(a.x_raw, in, fmt == WeightFormat::kInt4, x8.data(), xq_scale.data(), &a.x8_corr)) {
+      a.x8 = x8.data();
+      a.x8_lane_scale = xq_scale.data();
+    }
+  }
+  if (one_int && !a.x8 && quantize_x_i16(a.x_raw, in, fmt == WeightFormat::kInt4, xq, xq_scale)) {
     a.xq = xq.data();
     a.xq_scale = xq_scale.data();
-    isa = gemv_isa_for(fmt);  // int16 kernels: same result in every family, the fastest measured runs
   }
-  at::Tensor xp;  // prepared fp32 activations for the AVX2/AVX-512 kernels (unused by the int16 path)
-  if (fast && !a.xq) {
+  at::Tensor xp;  // prepared fp32 activations for the AVX2/AVX-512 kernels (unused by the int paths)
+  if (fast && !a.xq && !a.x8) {
     a.x_split = isa == KernelIsa::kAvx512 && detail::avx512_wants_split_x(fmt, in);
     if (fmt == WeightFormat::kInt4 || a.x_split) {  // even columns | odd columns, each zero padded
       const int64_t half = (in / 2 + 15) / 16 * 16;

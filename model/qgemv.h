@@ -28,21 +28,18 @@ constexpr int64_t kGemvMaxTokens = 8;
 // 16384×4096 int4 matrix on an AVX2-only VM, versus ~5-7 ms per kernel call at 1-2 tokens).
 int64_t quantized_gemv_max_tokens();
 
-// Kernel families. One-token int8/int4 calls (the int16-activation kernels, bit-identical in every
-// family) run the family measured fastest for that format at the first call (each family timed on a
-// 24 MB matrix); every other call runs the widest family the CPU has, the same in every process, so
+// Kernel families: every call runs the widest family the CPU has, the same in every process, so
 // that pipeline ranks and a single process agree bit for bit. GLMPIPE_KERNEL_ISA=avx512|avx2|portable
 // forces one family for everything.
 enum class KernelIsa { kPortable, kAvx2, kAvx512 };
 const char* kernel_isa_name(KernelIsa isa);
 bool kernel_isa_supported(KernelIsa isa);  // this CPU can run it
-// The family one-token int8/int4 calls of `fmt` use (runs the start-up measurement if not done yet);
-// for fp32/bf16 the widest family.
+// The family calls of `fmt` use (today the same for every format).
 KernelIsa gemv_isa_for(WeightFormat fmt);
-// "bf16 avx512, int8 avx512, int4 avx512, fp32 avx512 (measured)": what ran, for benchmark logs.
+// "bf16 avx512, int8 avx512, int4 avx512, fp32 avx512 (cpu)": what runs, for benchmark logs.
 std::string gemv_kernel_isa();
 // Forces one family for every format (tests compare paths; bench measures each); nullopt = back to
-// the measured choice. Forcing a family the CPU lacks is an error. Not thread-safe.
+// the widest. Forcing a family the CPU lacks is an error. Not thread-safe.
 void force_kernel_isa(std::optional<KernelIsa> isa);
 // True when the AVX-512 kernels are usable on this CPU and not disabled by force_kernel_isa.
 bool gemv_uses_avx512();
@@ -76,12 +73,28 @@ struct GemvArgs {
   // int16 per block of kXqBlock columns, xq = x / xq_scale[block]; int4: even columns then odd.
   const int16_t* xq = nullptr;    // [in]
   const float* xq_scale = nullptr;  // [ceil(in / kXqBlock)]
+  // One-token int8/int4 calls on AVX-512 (VNNI) with in % 64 == 0 (int8) / 128 (int4), else null
+  // (quantize_x_i8_avx512): x rounded to int8 per block of kX8Block columns, x8 = x / scale[block];
+  // int4: even columns then odd. x8_lane_scale[k] is the scale of the block of x8 bytes 4k..4k+3
+  // (int4: of the even half; the odd half's is the same), one per int32 lane of the kernel;
+  // x8_corr removes the unsigned offset the kernel gives the weights.
+  const int8_t* x8 = nullptr;            // [in]
+  const float* x8_lane_scale = nullptr;  // [in / 4] (int8) or [in / 8] (int4)
+  float x8_corr = 0.0f;
   int64_t tokens = 0, in = 0, out = 0;
   float* y = nullptr;           // [T, out]
 };
 
 // Columns per int16 activation block (one scale each, see GemvArgs::xq).
 constexpr int64_t kXqBlock = 256;
+// Columns per int8 activation block (one scale each, see GemvArgs::x8), as q8_0 in llama.cpp: an
+// outlier column (ChatGLM's hidden states have some ~50× the rest) coarsens only its 31 neighbours.
+constexpr int64_t kX8Block = 32;
+
+// Rounds one token x [in] to int8 blocks for the AVX-512 VNNI kernels: x8 [in], lane_scale [in / 4]
+// (int8) or [in / 8] (int4), *corr (see GemvArgs::x8). False (use another path) when `in` is not a
+// multiple of 64 (int8) / 128 (int4) or x is not finite.
+bool quantize_x_i8_avx512(const float* x, int64_t in, bool int4, int8_t* x8, float* scale, float* corr);
 
 // Computes y rows [r0, r1) for all tokens.
 void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);

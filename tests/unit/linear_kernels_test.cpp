@@ -4,11 +4,16 @@
 //   bf16 output of an fp32 accumulate: additionally 2^-8·|ref| (one bf16 rounding)
 //   bf16 GEMM paths (T above the kernel limit with bf16 x, or on CPUs where bf16_gemm_fast() sends
 //   prefill through oneDNN bf16, or bf16 weight with fp32 x): 1e-2·A
+//   one-token int8/int4 calls on AVX-512 (x rounded to int8 per 32-column block, scale
+//   s_b = max|x_b| / 127): additionally Σ_c |W[r,c]|·s_b(c)/2, the most that rounding can move y;
+//   and against the reference on the rounded x itself, 1e-4·A again (OneTokenInt8Activations).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
+#include <limits>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -27,7 +32,11 @@ struct Shape {
 // int16-activation kernel (544 = two 256-column blocks and a partial one).
 // 544 also gives int4 rows of 272 bytes (a 16-byte tail after 32-byte steps in the AVX-512 int16
 // kernel); 4160 = 16.25 blocks. Row counts are not multiples of the 8-row blocks.
-const Shape kShapes[] = {{37, 100}, {70, 258}, {5, 30}, {129, 1030}, {16, 64}, {300, 2}, {40, 544}, {19, 4096}, {13, 4160}};
+// {19, 4096}, {33, 640} and {9, 128} (and {16, 64} for int8): whole 128-column (int8: 64) steps, so
+// one-token int8/int4 calls on AVX-512 take the int8-activation (VNNI) kernel; the others there fall
+// back to the int16 one.
+const Shape kShapes[] = {{37, 100}, {70, 258}, {5, 30}, {129, 1030}, {16, 64}, {300, 2}, {40, 544}, {19, 4096}, {13, 4160},
+                         {33, 640}, {9, 128}};
 // Odd column counts (float weights only: int4 needs an even count): the AVX-512 bf16 kernel's
 // even/odd split does not apply and the plain widening kernel runs.
 const Shape kOddShapes[] = {{11, 77}, {9, 33}};
@@ -42,6 +51,21 @@ void expect_close(const at::Tensor& y, const at::Tensor& ref, const at::Tensor& 
   auto bad = (err > tol);
   EXPECT_FALSE(bad.any().item<bool>()) << what << ": max err " << err.max().item<double>() << ", max (err - tol) "
                                        << (err - tol).max().item<double>();
+}
+
+// True when a call takes the int8-activation kernel (see qgemv.h GemvArgs::x8).
+bool int8_activations(int64_t T, int64_t in, int bits) {
+  return T == 1 && in % (bits == 4 ? 128 : 64) == 0 && gemv_isa_for(WeightFormat::kInt8) == KernelIsa::kAvx512;
+}
+
+// x [1, in] rounded as the int8-activation kernels round it: per block of 32 columns, scale
+// s = max|x_b| / 127, x8 = round-half-even(x / s); returns s·x8 (double) and the per-column s/2.
+std::pair<at::Tensor, at::Tensor> round_x_int8(const at::Tensor& x) {
+  auto xd = x.to(at::kFloat).to(at::kDouble).reshape({-1, 32});
+  auto s = xd.abs().amax(1, true) / 127.0;
+  s = at::where(s > 0, s, at::ones_like(s));
+  auto q = at::round(xd / s).clamp(-127, 127);  // at::round rounds half to even, as vcvtps2dq
+  return {(q * s).reshape(x.sizes()), (s / 2).expand_as(xd).reshape(x.sizes())};
 }
 
 // Reference in double from the dequantized fp32 weight.
@@ -77,13 +101,18 @@ TEST_P(Kernels, QuantizedMatchesReference) {
           auto y = linear_forward(x, lw);
           EXPECT_EQ(y.scalar_type(), xt) << what;
           const bool gemm_bf16 = (xt == at::kBFloat16 || bf16_gemm_fast()) && T > quantized_gemv_max_tokens();
+          // int8 activations: A·1e-4 plus what rounding x can move y (see the header)
+          const bool x8 = int8_activations(T, s.in, bits);
+          if (x8) absd = absd + at::linear(round_x_int8(x).second, wf.to(at::kDouble).abs()) * 1e4;
           expect_close(y, ref, absd, gemm_bf16 ? 1e-2 : 1e-4,
                        gemm_bf16 ? 1.0 / 128 : xt == at::kBFloat16 ? 1.0 / 256 : 0.0, what);
           if (T <= kGemvMaxTokens) {  // the kernel itself, with fp16 scale and no bias
             LinearWeight h = lw;
             h.scale = lw.scale.to(at::kHalf);
             h.bias = at::Tensor();
-            auto [ref2, absd2] = reference(x, dequantize(h.weight, h.scale, bits, at::kFloat), at::Tensor());
+            const at::Tensor wh = dequantize(h.weight, h.scale, bits, at::kFloat);
+            auto [ref2, absd2] = reference(x, wh, at::Tensor());
+            if (x8) absd2 = absd2 + at::linear(round_x_int8(x).second, wh.to(at::kDouble).abs()) * 1e4;
             expect_close(quantized_linear_forward(x, h), ref2, absd2, 1e-4, xt == at::kBFloat16 ? 1.0 / 256 : 0.0,
                          what + " fp16 scale");
           }
@@ -156,33 +185,55 @@ TEST_P(Kernels, NonContiguousInputAndRejectsBadShapes) {
 INSTANTIATE_TEST_SUITE_P(Paths, Kernels, ::testing::Values(KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512),
                          [](const auto& info) { return std::string(kernel_isa_name(info.param)); });
 
-// The one-token int8/int4 kernels follow the measured choice, which may differ between processes:
-// their results must not depend on the family (exact int32 block sums, fp32 in block order).
-TEST(KernelsCpu, OneTokenIntKernelsBitIdenticalAcrossFamilies) {
-  if (!kernel_isa_supported(KernelIsa::kAvx2) || !kernel_isa_supported(KernelIsa::kAvx512))
-    GTEST_SKIP() << "needs both the avx2 and the avx512 family";
+// One-token int8/int4 calls on AVX-512 compute exactly on x rounded to int8 per 32-column block
+// (up to fp32 accumulation): checked against the double reference on the rounded x, 1e-4·A, at
+// shapes with 1 to 32 blocks, row counts off the 8-row blocks, scales spanning 6 decades, blocks of
+// zeros, and outliers (one column 50× the rest, as ChatGLM's hidden states have).
+TEST(KernelsCpu, OneTokenInt8ActivationsEqualRoundedReference) {
+  if (!kernel_isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "avx512 kernels: this CPU cannot run them";
+  force_kernel_isa(KernelIsa::kAvx512);
   at::manual_seed(14);
   for (int bits : {8, 4})
-    for (const Shape& s : {Shape{37, 544}, Shape{19, 4096}, Shape{8, 4160}, Shape{300, 64}}) {
-      auto lw = make_quantized_linear(at::randn({s.out, s.in}), at::randn({s.out}), bits);
+    for (const Shape& s : {Shape{37, 128}, Shape{19, 4096}, Shape{8, 1152}, Shape{300, 256}}) {
+      auto lw = make_quantized_linear(at::randn({s.out, s.in}) * at::logspace(-3, 3, s.out).unsqueeze(1),
+                                      at::randn({s.out}), bits);
+      auto wf = dequantize(lw.weight, lw.scale, bits, at::kFloat);
       auto x = at::randn({1, s.in});
-      force_kernel_isa(KernelIsa::kAvx2);
-      auto y2 = linear_forward(x, lw);
-      force_kernel_isa(KernelIsa::kAvx512);
-      auto y5 = linear_forward(x, lw);
-      force_kernel_isa(std::nullopt);
-      EXPECT_TRUE(at::equal(y2, y5)) << "bits " << bits << " in " << s.in << ": max diff " << (y2 - y5).abs().max().item<float>();
+      x.index_put_({0, 3}, 50.0);
+      if (s.in >= 256) x.narrow(1, 128, 32).zero_();  // a block of zeros (scale 1, all x8 = 0)
+      auto y = linear_forward(x, lw);
+      auto [ref, absd] = reference(round_x_int8(x).first, wf, lw.bias);
+      expect_close(y, ref, absd, 1e-4, 0.0, "bits " + std::to_string(bits) + " out " + std::to_string(s.out) +
+                                                " in " + std::to_string(s.in));
+      // and the rounding is really there: y is not the reference on the unrounded x
+      auto [exact, absd_exact] = reference(x, wf, lw.bias);
+      EXPECT_GT((y.to(at::kDouble) - exact).abs().max().item<double>(), 0.0);
     }
+  force_kernel_isa(std::nullopt);
 }
 
-TEST(KernelsCpu, MeasuredChoiceIsARunnableFamily) {
+// Non-finite activations never reach the int8 rounding (its scale would be NaN): the float kernel
+// runs and the NaN/Inf shows in y as it would in the reference.
+TEST(KernelsCpu, OneTokenIntNonFiniteXFallsBack) {
+  if (!kernel_isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "avx512 kernels: this CPU cannot run them";
+  force_kernel_isa(KernelIsa::kAvx512);
+  auto lw = make_quantized_linear(at::randn({16, 256}), at::Tensor(), 4);
+  auto x = at::randn({1, 256});
+  x.index_put_({0, 200}, std::numeric_limits<float>::infinity());
+  auto y = linear_forward(x, lw);
+  EXPECT_FALSE(at::isfinite(y).all().item<bool>());
   force_kernel_isa(std::nullopt);
-  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kInt4}) {
-    const KernelIsa k = gemv_isa_for(f);
-    EXPECT_TRUE(kernel_isa_supported(k));
-    // the measured choice is never the scalar code where a vector family exists
-    if (kernel_isa_supported(KernelIsa::kAvx2)) EXPECT_NE(k, KernelIsa::kPortable);
-  }
+}
+
+// Every format runs the widest family the CPU has (so every process of a pipeline makes the same
+// choice and ranks agree bit for bit with one process); forcing overrides it.
+TEST(KernelsCpu, EveryFormatRunsTheWidestFamily) {
+  force_kernel_isa(std::nullopt);
+  if (std::getenv("GLMPIPE_KERNEL_ISA")) GTEST_SKIP() << "GLMPIPE_KERNEL_ISA is set";
+  const KernelIsa widest = kernel_isa_supported(KernelIsa::kAvx512) ? KernelIsa::kAvx512
+                           : kernel_isa_supported(KernelIsa::kAvx2) ? KernelIsa::kAvx2 : KernelIsa::kPortable;
+  for (WeightFormat f : {WeightFormat::kF32, WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kInt4})
+    EXPECT_EQ(gemv_isa_for(f), widest);
   force_kernel_isa(KernelIsa::kPortable);
   EXPECT_EQ(gemv_isa_for(WeightFormat::kInt4), KernelIsa::kPortable);
   force_kernel_isa(std::nullopt);
