@@ -16,9 +16,10 @@
 
 #include "common/error.h"
 #include "common/log.h"
+#include "comm/cuda_info.h"
 #include "comm/failure.h"
 #include "comm/job_teardown.h"
-#include "comm/mpi_transport.h"
+#include "comm/stage_edges.h"
 #include "comm/world.h"
 #include "launcher/mpirun.h"
 #include "launcher/startup_report.h"
@@ -56,10 +57,10 @@ namespace {
 at::ScalarType compute_dtype(const std::string& dtype, bool cuda) {
   if (dtype == "float32") return at::kFloat;
   if (dtype == "bfloat16") return at::kBFloat16;
-  if (dtype == "float16" && !cuda)  // no fp16 matmul on CPU in libtorch 1.13: say so, once per rank
-    spdlog::warn("model.dtype float16 on a cpu rank: weights are kept and computed in bfloat16 (libtorch has no "
-                 "float16 matmul on CPU); logits differ from a float16 run; set dtype bfloat16 or float32 to "
-                 "choose explicitly");
+  if (dtype == "float16" && !cuda)  // the CPU kernels (bf16 mat-vec, quantized) have no fp16 path: say so
+    spdlog::warn("model.dtype float16 on a cpu rank: weights are kept and computed in bfloat16 (glmpipe's CPU "
+                 "kernels have no float16 path); logits differ from a float16 run; set dtype bfloat16 or float32 "
+                 "to choose explicitly");
   if (dtype == "float16") return cuda ? at::kHalf : at::kBFloat16;
   GLMPIPE_FAIL() << "dtype \"" << dtype << "\" is not one of float32, bfloat16, float16";
   return at::kFloat;  // not reached: GLMPIPE_FAIL throws (the compiler cannot see it)
@@ -219,20 +220,29 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   }
   const StagePlan& sp = s->plan_.stages.at(s->ctx_.rank());
   const bool cuda = sp.device.rfind("cuda", 0) == 0;
-  GLMPIPE_CHECK(!cuda || at::hasCUDA()) << "rank " << s->ctx_.rank() << " is placed on " << sp.device
-                                        << " but this libtorch build has no CUDA support";
+  if (cuda) {
+    const CudaInfo ci = cuda_info();
+    const int index = sp.device.rfind("cuda:", 0) == 0 ? std::stoi(sp.device.substr(5)) : 0;
+    GLMPIPE_CHECK(ci.built) << "rank " << s->ctx_.rank() << " is placed on " << sp.device
+                            << " but glmpipe was built without CUDA";
+    GLMPIPE_CHECK(index < ci.devices) << "rank " << s->ctx_.rank() << " is placed on " << sp.device << " but "
+                                      << (ci.devices == 0 ? "no GPU is present (" + ci.no_device + ")"
+                                                          : std::to_string(ci.devices) + " CUDA device(s) are present");
+  }
   // threads: 0 = this host's cores shared among its ranks (oversubscribed OpenMP threads spin-wait
   // on each other and run many times slower).
   const int hw = static_cast<int>(std::thread::hardware_concurrency());
   const int threads = sp.threads > 0 ? sp.threads : std::max(1, hw / std::max(1, s->ctx_.local_size()));
   at::set_num_threads(std::max(1, threads));
   const Duration liveness = std::chrono::duration_cast<Duration>(std::chrono::duration<double>(s->dep_.mpi.liveness_timeout_s));
-  if (stages > 1) {  // before loading: it carries the reports
+  if (stages > 1) {  // before loading: the host transport carries the reports
     TransportOptions to;
     to.timeout = liveness;  // every wait of the stage loop while work is in flight
-    s->transport_ = make_mpi_transport(s->ctx_, to);
+    std::vector<std::string> devices;
+    for (const auto& st : s->plan_.stages) devices.push_back(st.device);
+    s->edges_ = StageEdges::build(s->ctx_, devices, to);  // collective when an edge uses NCCL
   }
-  StartupReporter report(s->ctx_, s->transport_.get(), s->plan_, StartupReporter::stderr_is_terminal());
+  StartupReporter report(s->ctx_, s->edges_.host(), s->plan_, StartupReporter::stderr_is_terminal());
   RankStartup mine;
   mine.start_rss = s->start_rss_ = reset_memory_baseline();  // growth = VmHWM from here on minus this
   auto t0 = std::chrono::steady_clock::now();
@@ -251,7 +261,7 @@ std::unique_ptr<Session> Session::create(const SessionOptions& o, TokenCallback 
   ro.micro_batches = s->dep_.mpi.micro_batches > 0 ? s->dep_.mpi.micro_batches : stages;
   ro.prefill_chunk = s->dep_.kv_cache.prefill_chunk;
   ro.liveness_timeout = liveness;
-  s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->transport_.get(), ro, std::move(on_token));
+  s->runner_ = std::make_unique<StageRunner>(s->ctx_, *s->shard_, s->edges_.view(), ro, std::move(on_token));
   mine.progress.tensors_done = mine.progress.tensors_total = s->loaded_tensors_;
   mine.progress.bytes_done = mine.progress.bytes_total = s->loaded_file_bytes_;
   mine.load_us = static_cast<int64_t>(load_s * 1e6);
@@ -338,12 +348,8 @@ Session::~Session() {
   const bool failing = std::uncaught_exceptions() > 0;
   runner_.reset();
   if (liveness_) liveness_->stop(/*goodbye=*/!failing);  // a rank that ends on purpose is not silent
-  if (failing) {
-    transport_.release();  // its destructor may wait on MPI; the job is about to be aborted
-    return;
-  }
-  if (transport_) transport_->barrier();
-  transport_.reset();
+  edges_.close(failing);  // failing: transports leaked, their destructors may wait on a dead peer
+  if (failing) return;
   if (mpi_) finalize_mpi();
 }
 

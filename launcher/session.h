@@ -17,6 +17,7 @@
 #include "checkpoint/checkpoint.h"
 #include "comm/liveness.h"
 #include "comm/rank_context.h"
+#include "comm/stage_edges.h"
 #include "comm/transport.h"
 #include "launcher/command.h"
 #include "model/model.h"
@@ -83,7 +84,7 @@ class Session {
   Plan plan_;
   std::unique_ptr<Checkpoint> ckpt_;
   std::unique_ptr<Shard> shard_;
-  std::unique_ptr<Transport> transport_;
+  StageEdges edges_;  // this rank's transports, per edge (none for one process)
   std::unique_ptr<LivenessMonitor> liveness_;
   std::unique_ptr<StageRunner> runner_;
 };

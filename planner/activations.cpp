@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include "common/checked.h"
 #include "planner/plan.h"
@@ -26,7 +27,20 @@ struct BlockWidths {
   int64_t up = 0;        // dense_h_to_4h output (v2+: gate and up, 2·ffn)
   int64_t down_in = 0;   // dense_4h_to_h input
   int64_t max_linear = 0;  // largest out·in of the block's Linears (the GEMM workspace)
+  int64_t max_in = 0;      // largest `in` of the block's Linears (oneDNN's B panel below)
 };
+
+// oneDNN's scratchpad for one bf16 GEMM y[M, N] = x[M, K]·W[N, K]ᵀ (libtorch 2.11, oneDNN 3.x
+// brgemm matmul on AMX), allocated through libtorch's CPU allocator for the duration of the call,
+// one set of buffers per intra-op thread. Not derived from oneDNN's code: an upper bound fitted to
+// what it allocated for M 33–4096, K 256–16384, N 256–16384 (1 and 2 threads): per thread at most
+// the AMX tile workspace and palette (5 KiB), a copy of one 64-column panel of W (64·K bf16 =
+// 128·K bytes; exact for K <= 1024, oneDNN caps the panel for larger K) and fp32 accumulators of
+// up to 2048 rows × 128 columns (512·M bytes; seen only for M >= 128, at most 842 KiB in all).
+// E.g. M 96, K 1024, N 256: 136192 bytes a thread measured, 185344 counted here.
+int64_t onednn_scratch_per_thread(int64_t rows, int64_t max_in) {
+  return (CheckedI64(5 * 1024) + CheckedI64(128) * max_in + CheckedI64(512) * std::min<int64_t>(rows, 2048)).saturated();
+}
 
 BlockWidths block_widths(const ModelConfig& cfg) {
   ModelConfig float_cfg = cfg;  // float shapes: int4 storage halves `in`
@@ -40,6 +54,7 @@ BlockWidths block_widths(const ModelConfig& cfg) {
   for (const ParamSpec& p : schema.params) {
     if (p.kind != ParamKind::kLinear || p.unit != 1 || p.shape.size() != 2) continue;  // block 0
     w.max_linear = std::max(w.max_linear, (CheckedI64(p.shape[0]) * p.shape[1]).saturated());
+    w.max_in = std::max(w.max_in, p.shape[1]);
     if (ends_with(p.name, "query_key_value")) w.qkv = p.shape[0];
     if (ends_with(p.name, "dense_h_to_4h")) w.up = p.shape[0];
     if (ends_with(p.name, "dense_4h_to_h")) w.down_in = p.shape[1];
@@ -57,8 +72,14 @@ bool cpu_gemm_is_bf16() {
   return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
 }
 
+int cpu_rank_threads(const RankSpec& rank) {
+  // The runtime gives a rank with threads 0 this host's cores shared among its ranks
+  // (launcher/session.cpp): all the planning host's cores bound that share.
+  return rank.threads > 0 ? rank.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_embedding, bool has_blocks,
-                             bool has_head) {
+                             bool has_head, int threads) {
   const ModelConfig& c = meta.config;
   // Query rows of one sequence in one prefill step: the whole prompt, or for the causal families
   // (v2+) a chunk of kv_cache.prefill_chunk tokens (stage/scheduler.h); T = rows of the step.
@@ -99,6 +120,9 @@ int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, b
     if (T.saturated() > kGemmRows) {
       if (quantized) bytes += CheckedI64(w.max_linear) * (bf16_gemm ? 2 : 4);
       else if (!float32 && !bf16_gemm) bytes += CheckedI64(w.max_linear) * 4;
+      // bf16 GEMMs (bf16 or dequantized weights on a bf16 CPU) go to oneDNN, whose scratchpad is
+      // alive at the MLP peak (the down projection) and in every other Linear.
+      if (bf16_gemm) bytes += CheckedI64(onednn_scratch_per_thread(T.saturated(), w.max_in)) * std::max(1, threads);
     }
   }
   if (has_head) bytes += B * c.vocab_size * 4;  // fp32 logits of the last positions

@@ -56,13 +56,17 @@ CostModel::CostModel(const ModelMetadata& meta, const Deployment& dep) : meta_(m
   for (int64_t w : unit_work_bytes(meta)) work_prefix_.push_back((work_sum += w).value());
   GLMPIPE_CHECK(sum.ok() && work_sum.ok()) << "model metadata (" << meta.source
                                            << "): the weight bytes overflow 64 bits (config values out of range)";
-  for (int k = 0; k < 8; ++k)  // (has_embedding, has_blocks, has_head): the DP asks many times
-    cpu_activations_[static_cast<size_t>(k)] = cpu_activation_bytes(meta, dep, k & 4, k & 2, k & 1);
+  cpu_activations_.resize(dep.ranks.size());
+  for (size_t r = 0; r < dep.ranks.size(); ++r)  // per rank: its threads; (has_embedding, has_blocks, has_head)
+    for (int k = 0; k < 8; ++k)                   // the DP asks many times
+      cpu_activations_[r][static_cast<size_t>(k)] =
+          cpu_activation_bytes(meta, dep, k & 4, k & 2, k & 1, cpu_rank_threads(dep.ranks[r]));
   for (int k = 0; k < 4; ++k) device_activations_[static_cast<size_t>(k)] = activation_bytes(meta, dep, k & 2, k & 1);
 }
 
-int64_t CostModel::activations(bool cpu, bool has_embedding, bool has_blocks, bool has_head) const {
-  return cpu ? cpu_activations_[static_cast<size_t>(has_embedding * 4 + has_blocks * 2 + has_head)]
+int64_t CostModel::activations(int rank, bool has_embedding, bool has_blocks, bool has_head) const {
+  const bool cpu = dep_.ranks.at(static_cast<size_t>(rank)).is_cpu();
+  return cpu ? cpu_activations_[static_cast<size_t>(rank)][static_cast<size_t>(has_embedding * 4 + has_blocks * 2 + has_head)]
              : device_activations_[static_cast<size_t>(has_blocks * 2 + has_head)];
 }
 
@@ -90,7 +94,7 @@ StageBytes CostModel::stage_bytes(int rank, int a, int b, const std::vector<char
   if (meta_.lm_head_tied && a == 0 && b == num_units())
     (disk[0] ? s.mmapped : s.weights) -= meta_.lm_head().weight_bytes;
   s.kv_cache = kv_cache_bytes(meta_, dep_, blocks);
-  s.activations = activations(dep_.ranks.at(static_cast<size_t>(rank)).is_cpu(), a == 0, blocks > 0, b == num_units());
+  s.activations = activations(rank, a == 0, blocks > 0, b == num_units());
   s.reserve = dep_.reserve_of(static_cast<size_t>(rank));
   s.total = sat_add(sat_add(sat_add(s.weights, s.disk_window), s.kv_cache), sat_add(s.activations, s.reserve));
   s.budget = dep_.ranks[static_cast<size_t>(rank)].max_memory;
@@ -318,7 +322,7 @@ Attempt attempt(const ModelMetadata& meta, const Deployment& dep) {
   // One block's KV cache and working set must at least be countable: a product past 2^63 is a
   // config error, named here, not a byte total that wraps negative and "fits".
   GLMPIPE_CHECK(kv_cache_bytes(meta, dep, 1) < INT64_MAX && activation_bytes(meta, dep, true, true) < INT64_MAX &&
-                cpu_activation_bytes(meta, dep, true, true, true) < INT64_MAX)
+                cpu_activation_bytes(meta, dep, true, true, true, 1) < INT64_MAX)
       << file << ": kv_cache.max_batch " << dep.kv_cache.max_batch << " x kv_cache.max_seq_len "
       << dep.kv_cache.max_seq_len << ": one block's KV cache or activations overflow 64-bit byte counts"
       << " (no device holds them); lower kv_cache.max_seq_len or kv_cache.max_batch";

@@ -27,6 +27,9 @@
 //                 + with blocks and T > 32 rows: the GEMM workspace of the largest Linear (out*in
 //                   elements): quantized: dequantized copy, 2 bytes with a bf16 GEMM, else 4;
 //                   bf16 weights without a bf16 GEMM: fp32 widened copy; fp32 weights: none
+//                   and with a bf16 GEMM, oneDNN's scratchpad per thread (threads = ranks[i].threads,
+//                   0: the planning host's cores): 5 KiB + 128*Kmax + 512*min(T, 2048) (Kmax =
+//                   the largest Linear input; a fitted bound, see planner/activations.cpp)
 //                 + with the head: B*V*4 (fp32 logits of the last positions)
 //                 "bf16 GEMM" = this CPU has AVX512-BF16/AMX-BF16 (cpu_gemm_is_bf16(), the
 //                 kernels' own test; every cpu rank is assumed to be like the planning host).
@@ -141,8 +144,11 @@ Plan make_plan(const ModelMetadata& meta, const Deployment& dep);
 int64_t kv_cache_bytes(const ModelMetadata& meta, const Deployment& dep, int blocks);
 // activation_bytes: the cuda ranks' estimate; cpu_activation_bytes: a cpu rank's (see above).
 int64_t activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_blocks, bool has_head);
+// `threads`: the rank's intra-op threads (cpu_rank_threads): oneDNN's GEMM scratchpad is per thread.
 int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_embedding, bool has_blocks,
-                             bool has_head);
+                             bool has_head, int threads);
+// ranks[i].threads, or for 0 (the runtime's share of the host's cores) all of the planning host's cores.
+int cpu_rank_threads(const RankSpec& rank);
 // True when this CPU's GEMMs for bf16/quantized weights run in bf16 (model/linear.cpp's
 // bf16_gemm_fast(): AVX512-BF16 or AMX-BF16, unless GLMPIPE_BF16_GEMM=0).
 bool cpu_gemm_is_bf16();

@@ -37,7 +37,7 @@ class CostModel {
   // StagePlan for [a, b) on `rank` (units, layer range, bytes, units on disk).
   StagePlan stage(int rank, int a, int b, const std::vector<char>& disk) const;
   // cpu_activation_bytes / activation_bytes of a stage of that shape, computed once.
-  int64_t activations(bool cpu, bool has_embedding, bool has_blocks, bool has_head) const;
+  int64_t activations(int rank, bool has_embedding, bool has_blocks, bool has_head) const;
   const ModelMetadata& meta() const { return meta_; }
   const Deployment& dep() const { return dep_; }
 
@@ -47,7 +47,7 @@ class CostModel {
   std::vector<int64_t> unit_weight_;  // per placement unit
   std::vector<int64_t> prefix_;       // prefix sums of unit_weight_
   std::vector<int64_t> work_prefix_;  // prefix sums of unit_work_bytes
-  std::array<int64_t, 8> cpu_activations_{};     // [has_embedding·4 + has_blocks·2 + has_head]
+  std::vector<std::array<int64_t, 8>> cpu_activations_;  // [rank][has_embedding·4 + has_blocks·2 + has_head]
   std::array<int64_t, 4> device_activations_{};  // [has_blocks·2 + has_head]
 };
 

@@ -5,8 +5,6 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake pkg-config git
-  libtorch-dev                 # libtorch 1.13 (CPU)
-  libopenblas0-openmp          # without it libtorch uses reference BLAS: ~40x slower GEMM
   libopenmpi-dev openmpi-bin   # launcher + MPI transport
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
@@ -17,7 +15,7 @@ PKGS=(
   clang libclang-rt-14-dev     # libFuzzer + ASan/UBSan runtimes: tests/fuzz, scripts/fuzz.sh (CI runs it)
   iproute2                     # tests/hosts/netns.sh: hosts as network namespaces (ip, tc)
   slurmctld slurmd slurm-client munge  # tests/hosts/slurm.sh: a one-machine Slurm, started by the test
-  python3-venv                 # .venv/ with the openai package for tests/pipeline/openai_client_test
+  python3-venv                 # .venv/: libtorch (the torch wheel) and the openai client
 )
 
 missing=()
@@ -42,11 +40,30 @@ else
   echo "[setup] all system packages present"
 fi
 
-# The official `openai` Python client (PyPI) for tests/pipeline/openai_client_test.cpp, in .venv/ of
-# the source tree. Optional: without network access the test skips with a message.
+# .venv/ of the source tree (Debian's python3 -m venv):
+#  * torch==2.11.0 from PyPI: the one libtorch glmpipe builds against (CUDA 13.0 + NCCL 2.28.9, CXX11
+#    ABI; cmake/GlmpipeTorch.cmake). Required: ~2.7 GB download, ~4.7 GB installed. Pinned: later
+#    wheels move to CUDA 13.2 / NCCL 2.30, away from /usr/local/cuda's 13.0 and the device image.
+#  * the official `openai` client for tests/pipeline/openai_client_test.cpp. Optional: without it
+#    the test skips with a message.
+# Reruns skip what is installed. pip keeps its usual cache (~/.cache/pip) where the index allows it.
+TORCH_VERSION=2.11.0
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import openai' 2>/dev/null; then
-  if /usr/bin/python3 -m venv "$VENV" >/dev/null 2>&1 && "$VENV/bin/pip" install -q openai >/dev/null 2>&1; then
+has() { "$VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(m.version('$1') != '$2' if '$2' else 0)" 2>/dev/null; }
+if [ ! -x "$VENV/bin/python" ]; then
+  /usr/bin/python3 -m venv "$VENV"
+fi
+if ! has torch "$TORCH_VERSION" || ! compgen -G "$VENV/lib/python3*/site-packages/torch/share/cmake/Torch/TorchConfig.cmake" >/dev/null; then
+  echo "[setup] installing torch==$TORCH_VERSION from PyPI into $VENV (about 2.7 GB, a few minutes)"
+  if ! "$VENV/bin/pip" install -q --progress-bar off "torch==$TORCH_VERSION"; then
+    echo "[setup] ERROR: could not install torch==$TORCH_VERSION into $VENV (no PyPI?): glmpipe cannot be built" >&2
+    exit 1
+  fi
+else
+  echo "[setup] torch $TORCH_VERSION present in $VENV"
+fi
+if ! has openai ""; then
+  if "$VENV/bin/pip" install -q openai >/dev/null 2>&1; then
     echo "[setup] openai client installed in $VENV"
   else
     echo "[setup] could not install the openai package (no PyPI?): openai_client_test will skip"

@@ -59,8 +59,12 @@ std::string StageStats::summary(const RankContext& ctx) const {
 
 StageRunner::StageRunner(const RankContext& ctx, Shard& shard, Transport* transport, const RunnerOptions& opts,
                          TokenCallback on_token)
-    : ctx_(ctx), shard_(shard), transport_(transport), opts_(opts), cache_(shard.make_cache(opts.slots, opts.max_seq)) {
-  GLMPIPE_CHECK(ctx.num_stages() == 1 || transport) << "a pipeline of " << ctx.num_stages() << " stages needs a transport";
+    : StageRunner(ctx, shard, StageEdges::uniform(ctx, transport), opts, std::move(on_token)) {}
+
+StageRunner::StageRunner(const RankContext& ctx, Shard& shard, StageEdges edges, const RunnerOptions& opts,
+                         TokenCallback on_token)
+    : ctx_(ctx), shard_(shard), edges_(std::move(edges)), opts_(opts), cache_(shard.make_cache(opts.slots, opts.max_seq)) {
+  GLMPIPE_CHECK(ctx.num_stages() == 1 || edges_.host()) << "a pipeline of " << ctx.num_stages() << " stages needs a transport";
   GLMPIPE_CHECK(ctx.is_first_stage() == shard.spec().has_embedding && ctx.is_last_stage() == shard.spec().has_head)
       << "rank " << ctx.rank() << ": the first stage must hold the embedding and the last the head";
   if (ctx.is_first_stage())
@@ -109,10 +113,14 @@ at::Tensor StageRunner::compute(int64_t step, const std::vector<SeqMeta>& meta, 
       }
       row += m.chunk.len;
     }
+    // Row indices live where `hidden` does (a cuda stage); logits come to the host (fp32) only for
+    // sampling and the logits callback (no copy on a cpu stage).
+    const auto rows_of = [&](const std::vector<int64_t>& r) { return at::tensor(r, at::kLong).to(hidden.device()); };
+    const auto to_host = [](const at::Tensor& t) { return t.to(at::kCPU, at::kFloat); };
     at::Tensor last_logits;
-    if (!last_rows.empty()) last_logits = shard_.head(hidden.index_select(0, at::tensor(last_rows, at::kLong)));
+    if (!last_rows.empty()) last_logits = to_host(shard_.head(hidden.index_select(0, rows_of(last_rows))));
     if (!all_rows.empty()) {
-      auto logits = shard_.head(hidden.index_select(0, at::tensor(all_rows, at::kLong)));
+      auto logits = to_host(shard_.head(hidden.index_select(0, rows_of(all_rows))));
       int64_t off = 0;
       for (const auto& m : meta)
         if ((m.flags & kFlagAllLogits) && m.chunk.len > 0) {
@@ -132,9 +140,9 @@ at::Tensor StageRunner::compute(int64_t step, const std::vector<SeqMeta>& meta, 
 void StageRunner::send_on(int64_t step, const at::Tensor& meta, const at::Tensor& ids, const at::Tensor& hidden) {
   auto t0 = Clock::now();
   const int next = ctx_.next_rank();
-  sends_.push_back(transport_->isend(next, Tag::kControl, step, step, meta));
-  sends_.push_back(transport_->isend(next, Tag::kControl, step, step, ids));
-  sends_.push_back(transport_->isend(next, Tag::kActivations, step, step, hidden.contiguous()));
+  sends_.push_back(edges_.host()->isend(next, Tag::kControl, step, step, meta));
+  sends_.push_back(edges_.host()->isend(next, Tag::kControl, step, step, ids));
+  sends_.push_back(edges_.next().data->isend(next, Tag::kActivations, step, step, hidden.contiguous()));
   reap_sends(false);
   stats_.send_s += seconds_since(t0);
 }
@@ -142,13 +150,13 @@ void StageRunner::send_on(int64_t step, const at::Tensor& meta, const at::Tensor
 void StageRunner::send_params(int64_t step, const std::vector<SeqMeta>& meta) {
   const int last = ctx_.num_stages() - 1;
   for (const auto& m : meta)
-    if (needs_params(m)) sends_.push_back(transport_->isend(last, Tag::kParams, step, m.seq_id, pack_params(m.params)));
+    if (needs_params(m)) sends_.push_back(edges_.feedback().data->isend(last, Tag::kParams, step, m.seq_id, pack_params(m.params)));
 }
 
 void StageRunner::recv_params(std::vector<SeqMeta>& meta) {
   for (auto& m : meta) {
     if (!needs_params(m)) continue;
-    Received r = transport_->recv(0, Tag::kParams);
+    Received r = edges_.feedback().data->recv(0, Tag::kParams);
     GLMPIPE_CHECK(r.header.seq_id == m.seq_id)
         << "rank " << ctx_.rank() << ": sampling parameters for sequence " << r.header.seq_id << " arrived where "
         << m.seq_id << " was expected";
@@ -193,7 +201,7 @@ void StageRunner::run_first() {
   Scheduler& sched = *scheduler_;
   std::unique_ptr<PendingRecv> token_rx;
   const int last = ctx_.num_stages() - 1;
-  if (ctx_.num_stages() > 1) token_rx = transport_->irecv(last, Tag::kTokens);
+  if (ctx_.num_stages() > 1) token_rx = edges_.feedback().data->irecv(last, Tag::kTokens);
   int64_t step = 0;
   std::vector<SeqMeta> meta;
   std::vector<int64_t> ids;
@@ -205,7 +213,7 @@ void StageRunner::run_first() {
       auto t0 = Clock::now();
       Received r = token_rx->wait();
       stats_.recv_s += seconds_since(t0);
-      token_rx = transport_->irecv(last, Tag::kTokens);
+      token_rx = edges_.feedback().data->irecv(last, Tag::kTokens);
       sched.on_tokens(r.tensor);
       wait_since = Clock::now();
       last_reply_ = wait_since;
@@ -236,7 +244,7 @@ void StageRunner::run_first() {
   if (ctx_.num_stages() > 1) {
     // Tell the downstream stages to stop: a one-row meta with the shutdown step.
     auto stop = at::zeros({1, kMetaFields}, at::kLong);
-    sends_.push_back(transport_->isend(ctx_.next_rank(), Tag::kControl, kShutdownStep, kShutdownStep, stop));
+    sends_.push_back(edges_.host()->isend(ctx_.next_rank(), Tag::kControl, kShutdownStep, kShutdownStep, stop));
     token_rx.reset();
   }
 }
@@ -244,7 +252,7 @@ void StageRunner::run_first() {
 void StageRunner::run_downstream() {
   const int prev = ctx_.prev_rank();
   const int64_t hidden_size = shard_.config().hidden_size;
-  auto meta_rx = transport_->irecv(prev, Tag::kControl);
+  auto meta_rx = edges_.host()->irecv(prev, Tag::kControl);
   while (true) {
     auto t_idle = Clock::now();
     activity(Activity::kIdle, "idle, waiting for the next micro-batch", prev);
@@ -252,7 +260,7 @@ void StageRunner::run_downstream() {
     stats_.idle_s += seconds_since(t_idle);
     if (m.header.step == kShutdownStep) {
       if (!ctx_.is_last_stage())
-        sends_.push_back(transport_->isend(ctx_.next_rank(), Tag::kControl, kShutdownStep, kShutdownStep, m.tensor));
+        sends_.push_back(edges_.host()->isend(ctx_.next_rank(), Tag::kControl, kShutdownStep, kShutdownStep, m.tensor));
       break;
     }
     auto t0 = Clock::now();
@@ -263,17 +271,17 @@ void StageRunner::run_downstream() {
     if (ctx_.is_last_stage()) recv_params(meta);
     Expectation same_step;
     same_step.step = m.header.step;
-    Received ids = transport_->recv(prev, Tag::kControl, same_step);
-    meta_rx = transport_->irecv(prev, Tag::kControl);  // pre-post the next micro-batch's meta
+    Received ids = edges_.host()->recv(prev, Tag::kControl, same_step);
+    meta_rx = edges_.host()->irecv(prev, Tag::kControl);  // pre-post the next micro-batch's meta
     Expectation want = same_step;
     want.shape = {ids.tensor.size(0), hidden_size};
     want.ndim = 2;
-    Received hidden = transport_->recv(prev, Tag::kActivations, want);
+    Received hidden = edges_.prev().data->recv(prev, Tag::kActivations, want);
     stats_.recv_s += seconds_since(t0);
     auto reply = compute(m.header.step, meta, ids.tensor, hidden.tensor);
     if (reply.defined()) {
       auto t1 = Clock::now();
-      sends_.push_back(transport_->isend(0, Tag::kTokens, m.header.step, m.header.step, reply));
+      sends_.push_back(edges_.feedback().data->isend(0, Tag::kTokens, m.header.step, m.header.step, reply));
       reap_sends(false);
       stats_.send_s += seconds_since(t1);
     }

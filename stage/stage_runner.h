@@ -22,6 +22,7 @@
 
 #include "comm/liveness.h"
 #include "comm/rank_context.h"
+#include "comm/stage_edges.h"
 #include "comm/transport.h"
 #include "model/model.h"
 #include "stage/scheduler.h"
@@ -48,8 +49,12 @@ struct RunnerOptions {
 
 class StageRunner {
  public:
-  // `transport` may be null when the world has one rank.
+  // `transport` may be null when the world has one rank; every edge then uses it.
   StageRunner(const RankContext& ctx, Shard& shard, Transport* transport, const RunnerOptions& opts,
+              TokenCallback on_token = {});
+  // Activations over each edge's own transport (NCCL between two CUDA ranks), host tensors over
+  // edges.host() (comm/stage_edges.h). Pass a view(): the owner of the transports outlives the runner.
+  StageRunner(const RankContext& ctx, Shard& shard, StageEdges edges, const RunnerOptions& opts,
               TokenCallback on_token = {});
 
   Scheduler& scheduler();  // first stage only
@@ -85,7 +90,7 @@ class StageRunner {
 
   RankContext ctx_;
   Shard& shard_;
-  Transport* transport_;
+  StageEdges edges_;
   RunnerOptions opts_;
   KVCache cache_;
   std::unique_ptr<Scheduler> scheduler_;

@@ -29,7 +29,7 @@ namespace {
 // context is the pointer itself (oneDNN allocates through raw_allocate, which requires it).
 class CountingAllocator final : public c10::Allocator {
  public:
-  c10::DataPtr allocate(size_t n) const override {
+  c10::DataPtr allocate(size_t n) override {  // libtorch 2.x: non-const, and copy_data is pure
     void* p = n ? c10::alloc_cpu(n) : nullptr;
     if (p) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -40,6 +40,7 @@ class CountingAllocator final : public c10::Allocator {
     return {p, p, &release, c10::Device(c10::DeviceType::CPU)};
   }
   c10::DeleterFnPtr raw_deleter() const override { return &release; }
+  void copy_data(void* dest, const void* src, std::size_t count) const override { default_copy_data(dest, src, count); }
   // From here on, the peak counts from what is alive now; returns that baseline.
   int64_t restart() const {
     std::lock_guard<std::mutex> lock(mu_);

@@ -116,9 +116,12 @@ TEST(PlannerPlan, T4PlusCpuPutsEmbeddingAnd26BlocksOnTheGpu) {
   // The cpu rank (blocks + head, fp16 weights, fp32 activations, a 2048-token prefill): its input,
   // then the attention phase (x, h, qkv, rotated q and k, q's copy, the fp32 copies of the 16-bit
   // cache, two [32, S, S] score tensors: larger than the MLP phase at this length), the GEMM
-  // workspace where bf16 weights are widened to fp32, the last position's fp32 logits.
+  // workspace where bf16 weights are widened to fp32 (else oneDNN's bf16 GEMM scratchpad per thread:
+  // AMX tiles, a 64-column panel of the widest input I, accumulators of 2048 rows), the last
+  // position's fp32 logits.
+  const int threads = cpu_rank_threads(t4_deployment().ranks[1]);
   const int64_t cpu_act = S * H * 4 + S * 4 * (3 * H + 3 * H + H + H) + S * 4 * 2 * H + 2 * kHeads * S * S * 4 +
-                          (cpu_gemm_is_bf16() ? 0 : I * H * 4) + V * 4;
+                          (cpu_gemm_is_bf16() ? threads * (5 * 1024 + 128 * I + 512 * 2048) : I * H * 4) + V * 4;
   const int64_t avail = 15'000'000'000 - 3 * kGiB / 2 - kEmbParams * 2 - act;
   const int fit = static_cast<int>(avail / per_block);
   ASSERT_EQ(fit, 26);

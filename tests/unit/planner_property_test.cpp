@@ -67,7 +67,7 @@ StageBytes expected_bytes(const Case& c, int r, int a, int b) {
   s.kv_cache = blocks * 2 * B * S * H * e;
   const RankSpec& rs = c.dep.ranks[static_cast<size_t>(r)];
   if (rs.is_cpu()) {  // the cpu model (its terms: planner_memory_test against what a prefill allocates)
-    s.activations = cpu_activation_bytes(m, c.dep, a == 0, blocks > 0, b == N);
+    s.activations = cpu_activation_bytes(m, c.dep, a == 0, blocks > 0, b == N, cpu_rank_threads(rs));
   } else {
     s.activations = 2 * B * S * H * e;
     if (blocks) s.activations += B * S * (3 * H + m.config.inner_hidden_size) * e + B * m.config.num_attention_heads * S * S * 4;
