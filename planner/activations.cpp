@@ -45,6 +45,7 @@ int64_t onednn_scratch_per_thread(int64_t rows, int64_t max_in) {
 BlockWidths block_widths(const ModelConfig& cfg) {
   ModelConfig float_cfg = cfg;  // float shapes: int4 storage halves `in`
   float_cfg.quantization_bit = 0;
+  float_cfg.num_layers = 1;  // block 0 is all it reads (the planner asks for every stage shape)
   const ModelSchema schema = model_schema(float_cfg);
   BlockWidths w;
   auto ends_with = [](const std::string& s, const char* tail) {
@@ -75,7 +76,8 @@ bool cpu_gemm_is_bf16() {
 int cpu_rank_threads(const RankSpec& rank) {
   // The runtime gives a rank with threads 0 this host's cores shared among its ranks
   // (launcher/session.cpp): all the planning host's cores bound that share.
-  return rank.threads > 0 ? rank.threads : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  static const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+  return rank.threads > 0 ? rank.threads : cores;
 }
 
 int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, bool has_embedding, bool has_blocks,
@@ -122,7 +124,7 @@ int64_t cpu_activation_bytes(const ModelMetadata& meta, const Deployment& dep, b
       else if (!float32 && !bf16_gemm) bytes += CheckedI64(w.max_linear) * 4;
       // bf16 GEMMs (bf16 or dequantized weights on a bf16 CPU) go to oneDNN, whose scratchpad is
       // alive at the MLP peak (the down projection) and in every other Linear.
-      if (bf16_gemm) bytes += CheckedI64(onednn_scratch_per_thread(T.saturated(), w.max_in)) * std::max(1, threads);
+      if (bf16_gemm) bytes += CheckedI64(onednn_scratch_per_thread(T.saturated(), w.max_in)) * std::max(0, threads);
     }
   }
   if (has_head) bytes += B * c.vocab_size * 4;  // fp32 logits of the last positions

@@ -56,11 +56,17 @@ CostModel::CostModel(const ModelMetadata& meta, const Deployment& dep) : meta_(m
   for (int64_t w : unit_work_bytes(meta)) work_prefix_.push_back((work_sum += w).value());
   GLMPIPE_CHECK(sum.ok() && work_sum.ok()) << "model metadata (" << meta.source
                                            << "): the weight bytes overflow 64 bits (config values out of range)";
+  // Per rank (its threads) and stage shape (has_embedding, has_blocks, has_head): the DP asks many
+  // times. cpu_activation_bytes is affine in the threads (a per-thread scratchpad), so two calls
+  // per shape serve every rank.
   cpu_activations_.resize(dep.ranks.size());
-  for (size_t r = 0; r < dep.ranks.size(); ++r)  // per rank: its threads; (has_embedding, has_blocks, has_head)
-    for (int k = 0; k < 8; ++k)                   // the DP asks many times
+  for (int k = 0; k < 8; ++k) {
+    const int64_t a0 = cpu_activation_bytes(meta, dep, k & 4, k & 2, k & 1, 0);
+    const int64_t per_thread = sat_add(cpu_activation_bytes(meta, dep, k & 4, k & 2, k & 1, 1), -a0);
+    for (size_t r = 0; r < dep.ranks.size(); ++r)
       cpu_activations_[r][static_cast<size_t>(k)] =
-          cpu_activation_bytes(meta, dep, k & 4, k & 2, k & 1, cpu_rank_threads(dep.ranks[r]));
+          sat_add(a0, (CheckedI64(per_thread) * cpu_rank_threads(dep.ranks[r])).saturated());
+  }
   for (int k = 0; k < 4; ++k) device_activations_[static_cast<size_t>(k)] = activation_bytes(meta, dep, k & 2, k & 1);
 }
 
