@@ -6,6 +6,7 @@
 //   bash bench/bare_kernels.sh            # builds /tmp/bare_kernels (static) from the repo sources
 //   OMP_NUM_THREADS=2 taskset -c 0,1 /tmp/bare_kernels [--rounds 5]
 //   OMP_NUM_THREADS=1 /tmp/bare_kernels --cpu-time      (a shared machine: thread CPU time)
+//   OMP_NUM_THREADS=1 /tmp/bare_kernels --compute       (compute ceilings: weights resident in L2)
 //
 // Prints markdown: per-shape GB/s per family, and the per-token estimate 28 × (qkv + dense + h_to_4h
 // + 4h_to_h) + bf16 lm_head against the floor (bytes / best probe). Every call reads a different
@@ -73,8 +74,9 @@ int64_t row_bytes(WeightFormat f, int64_t in) {
 }
 
 // Best and median seconds per call of `isa` on shape s (format f), 1 token.
+// resident: every call reads the same weights (kept in L2 when they fit: the compute ceiling).
 std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape& s, const uint8_t* buf, int threads,
-                                      int rounds, std::vector<float>& y) {
+                                      int rounds, std::vector<float>& y, bool resident = false) {
   std::vector<float> x(s.in), xs(2 * s.in, 0.f);
   for (int64_t c = 0; c < s.in; ++c) x[c] = std::sin(0.37 * c);
   std::vector<int16_t> xq(s.in);
@@ -90,8 +92,10 @@ std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape
   std::vector<int8_t> x8(s.in);
   std::vector<float> x8s(s.in / 4 + 1);
   const bool one_int = f == WeightFormat::kInt8 || f == WeightFormat::kInt4;
-  if (one_int && isa == KernelIsa::kAvx512 &&  // as gemv_forward: int8 activations (VNNI)
-      glmpipe::detail::quantize_x_i8_avx512(x.data(), s.in, f == WeightFormat::kInt4, x8.data(), x8s.data(), &a.x8_corr)) {
+  const bool int4 = f == WeightFormat::kInt4;
+  if (one_int && (isa == KernelIsa::kAvx512 || int4) &&  // as gemv_forward: int8 activations
+      (isa == KernelIsa::kAvx512 ? glmpipe::detail::quantize_x_i8_avx512(x.data(), s.in, int4, x8.data(), x8s.data(), &a.x8_corr)
+                                 : glmpipe::detail::quantize_x_i8_avx2(x.data(), s.in, int4, x8.data(), x8s.data(), &a.x8_corr))) {
     a.x8 = x8.data();
     a.x8_lane_scale = x8s.data();
   } else if (one_int) {  // as quantize_x_i16 in qgemv.cpp
@@ -118,9 +122,9 @@ std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape
     a.ldx = s.in;
   }
   const int64_t bytes = row_bytes(f, s.in) * s.out;
-  const int64_t windows = std::max<int64_t>(1, (kBuf - bytes) / bytes);
+  const int64_t windows = resident ? 1 : std::max<int64_t>(1, (kBuf - bytes) / bytes);
   std::vector<double> t;
-  const int calls = std::max<int64_t>(3, std::min<int64_t>(24, (int64_t(1) << 30) / bytes));
+  const int calls = resident ? 400 : std::max<int64_t>(3, std::min<int64_t>(24, (int64_t(1) << 30) / bytes));
   for (int r = 0; r < rounds; ++r) {
     const double t0 = now_s();
     for (int i = 0; i < calls; ++i) {
@@ -139,13 +143,33 @@ std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape
   return {t.front(), t[t.size() / 2]};
 }
 
+// --compute: each family's one-token rate with 768 KB of weights that stay in L2 (thread CPU time,
+// one thread): the compute ceiling per core, to set beside each core's share of the read floor (a
+// kernel near its ceiling cannot keep the memory busy).
+int compute_ceilings(const std::vector<KernelIsa>& isas, const uint8_t* buf, int rounds) {
+  std::printf("## bare_kernels --compute: one token, 768 KB of weights resident in L2, 1 thread, thread CPU time\n\n"
+              "| format | kernels | GB/s per core (best) | GB/s per core (median) |\n|---|---|---|---|\n");
+  std::vector<float> y;
+  for (WeightFormat f : {WeightFormat::kBF16, WeightFormat::kInt8, WeightFormat::kInt4})
+    for (KernelIsa isa : isas) {
+      const Shape s{"l2", (768 << 10) / row_bytes(f, 4096), 4096};
+      auto [best, med] = time_kernel(isa, f, s, buf, 1, rounds, y, true);
+      const double gb = row_bytes(f, s.in) * s.out / 1e9;
+      std::printf("| %s | %s | %.1f | %.1f |\n", f == WeightFormat::kBF16 ? "bf16" : f == WeightFormat::kInt8 ? "int8" : "int4",
+                  isa_name(isa), gb / best, gb / med);
+    }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int rounds = 5;
+  bool compute = false;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--rounds") && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--cpu-time")) g_cpu_time = true;
+    else if (!std::strcmp(argv[i], "--compute")) compute = g_cpu_time = true;
   }
   const int threads = omp_get_max_threads();
   if (g_cpu_time && threads != 1) {
@@ -163,6 +187,7 @@ int main(int argc, char** argv) {
     buf[i] = static_cast<uint8_t>(st >> 24);
     if (i % 2 == 1) buf[i] = static_cast<uint8_t>(0x3C + (buf[i] & 1)) ^ (buf[i] & 0x80);  // bf16 high byte
   }
+  if (compute) return compute_ceilings(isas, buf.data(), rounds);
   const float* fp = reinterpret_cast<const float*>(buf.data());
   std::vector<float> ones((int64_t(1) << 30) / 4, 1.0f);
   std::vector<double> probes{probe(ones.data(), threads)};

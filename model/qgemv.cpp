@@ -241,10 +241,13 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
   thread_local std::vector<float> xq_scale;
   thread_local std::vector<int8_t> x8;
   const bool one_int = fast && T == 1 && (fmt == WeightFormat::kInt8 || fmt == WeightFormat::kInt4);
-  if (one_int && isa == KernelIsa::kAvx512) {
+  // int8 activations: AVX-512 (VNNI) for int8 and int4 weights, AVX2 for int4 (see qgemv.h GemvArgs::x8)
+  if (one_int && (isa == KernelIsa::kAvx512 || fmt == WeightFormat::kInt4)) {
     x8.resize(in);
     xq_scale.resize(in / 4 + 1);
-    if (detail::quantize_x_i8_avx512(a.x_raw, in, fmt == WeightFormat::kInt4, x8.data(), xq_scale.data(), &a.x8_corr)) {
+    const bool int4 = fmt == WeightFormat::kInt4;
+    if (isa == KernelIsa::kAvx512 ? detail::quantize_x_i8_avx512(a.x_raw, in, int4, x8.data(), xq_scale.data(), &a.x8_corr)
+                                  : detail::quantize_x_i8_avx2(a.x_raw, in, int4, x8.data(), xq_scale.data(), &a.x8_corr)) {
       a.x8 = x8.data();
       a.x8_lane_scale = xq_scale.data();
     }

@@ -73,7 +73,8 @@ struct GemvArgs {
   // int16 per block of kXqBlock columns, xq = x / xq_scale[block]; int4: even columns then odd.
   const int16_t* xq = nullptr;    // [in]
   const float* xq_scale = nullptr;  // [ceil(in / kXqBlock)]
-  // One-token int8/int4 calls on AVX-512 (VNNI) with in % 64 == 0 (int8) / 128 (int4), else null
+  // One-token int8/int4 calls on AVX-512 (VNNI) and int4 calls on AVX2, with in % 64 == 0 (int8) /
+  // 128 (int4), else null
   // (quantize_x_i8_avx512): x rounded to int8 per block of kX8Block columns, x8 = x / scale[block];
   // int4: even columns then odd. x8_lane_scale[k] is the scale of the block of x8 bytes 4k..4k+3
   // (int4: of the even half; the odd half's is the same), one per int32 lane of the kernel;
@@ -94,7 +95,9 @@ constexpr int64_t kX8Block = 32;
 // Rounds one token x [in] to int8 blocks for the AVX-512 VNNI kernels: x8 [in], lane_scale [in / 4]
 // (int8) or [in / 8] (int4), *corr (see GemvArgs::x8). False (use another path) when `in` is not a
 // multiple of 64 (int8) / 128 (int4) or x is not finite.
-bool quantize_x_i8_avx512(const float* x, int64_t in, bool int4, int8_t* x8, float* scale, float* corr);
+bool quantize_x_i8_avx512(const float* x, int64_t in, bool int4, int8_t* x8, float* lane_scale, float* corr);
+// The same on AVX2 (value for value); the AVX2 family uses int8 activations for int4 only.
+bool quantize_x_i8_avx2(const float* x, int64_t in, bool int4, int8_t* x8, float* lane_scale, float* corr);
 
 // Computes y rows [r0, r1) for all tokens.
 void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);

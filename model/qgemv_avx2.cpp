@@ -3,6 +3,9 @@
 // < 8 packed bytes for int4) is done in scalar code from the unpadded x.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "model/qgemv.h"
 
 #define GLMPIPE_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -16,6 +19,7 @@ constexpr int64_t kRowBlock = 8;
 // the next rows too). On the 2-vCPU Zen 3 VM the hardware prefetcher alone left the one-row int4
 // kernel at ~11-13 GB/s on 2 threads; 4 KiB ahead gave ~14-16 (bench/RESULTS_kernels.md).
 constexpr int64_t kPrefetchBytes = 4096;
+
 
 // Prefetches the cache lines [p + kPrefetchBytes, p + kPrefetchBytes + bytes).
 template <int64_t bytes>
@@ -205,6 +209,50 @@ GLMPIPE_AVX2_INLINE void dot_rows_i16(const GemvArgs& a, int64_t r) {
   for (int i = 0; i < NR; ++i) finish_row(a, r + i, 0, accs[i]);
 }
 
+// One token, int4 weights, int8 activations (GemvArgs::x8, the layout of the AVX-512 VNNI kernel):
+// without VNNI, vpmaddubsw multiplies the unsigned nibbles (w ^ 8 = w + 8, 0..15) with signed x8
+// into int16 pairs (|pair| ≤ 2·15·127, no saturation; high + low ≤ 7620) and vpmaddwd with ones
+// widens them to int32 lanes of 4 even + 4 odd columns; each lane's exact sum times its block
+// scale accumulates in fp32, and the offset leaves once per row (x8_corr). 32 packed bytes (64
+// columns) per row and step: ~11 uops against ~16 and a horizontal reduction per 256 columns for
+// the int16 kernel, whose compute ceiling (~12 GB/s of int4 per core, bench/bare_kernels --compute)
+// is below a core's share of the read floor.
+template <int NR>
+GLMPIPE_AVX2_INLINE void dot_rows_x8_int4(const GemvArgs& a, int64_t r) {
+  const int64_t row_bytes = a.in / 2;  // a multiple of 64
+  const uint8_t* w0 = static_cast<const uint8_t*>(a.w) + r * row_bytes;
+  const uint8_t* next = w0 + NR * row_bytes;
+  const int8_t* x_even = a.x8;
+  const int8_t* x_odd = a.x8 + a.in / 2;
+  const __m256i k0f = _mm256_set1_epi8(0x0F), k88 = _mm256_set1_epi8(static_cast<char>(0x88));
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 accf[NR];
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) accf[i] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < row_bytes; j += 32) {
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < NR * 32; p += 64) _mm_prefetch(reinterpret_cast<const char*>(next + j * NR + p), _MM_HINT_T0);
+    const __m256i xe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x_even + j));
+    const __m256i xo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x_odd + j));
+    const __m256 sl = _mm256_loadu_ps(a.x8_lane_scale + j / 4);  // lane l: x8 bytes j+4l..j+4l+3
+#pragma GCC unroll 8
+    for (int i = 0; i < NR; ++i) {
+      const __m256i p = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0 + i * row_bytes + j)), k88);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), k0f), lo = _mm256_and_si256(p, k0f);
+      const __m256i pairs = _mm256_add_epi16(_mm256_maddubs_epi16(hi, xe), _mm256_maddubs_epi16(lo, xo));
+      accf[i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, ones)), sl, accf[i]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NR; ++i) finish_row(a, r + i, 0, hsum(accf[i]) - a.x8_corr);
+}
+
+GLMPIPE_AVX2 void rows_x8_int4(const GemvArgs& a, int64_t rb, int64_t re) {
+  int64_t r = rb;
+  for (; r + 8 <= re; r += 8) dot_rows_x8_int4<8>(a, r);
+  for (; r < re; ++r) dot_rows_x8_int4<1>(a, r);
+}
+
 template <bool kInt4>
 GLMPIPE_AVX2 void rows_i16(const GemvArgs& a, int64_t rb, int64_t re) {
   int64_t r = rb;
@@ -293,6 +341,34 @@ GLMPIPE_AVX2 void tile_any(const GemvArgs& a, int64_t rb, int64_t re, int64_t t)
 
 }  // namespace
 
+// As quantize_x_i8_avx512, value for value (fp32 x·(127/max), rounded to nearest even, saturated).
+GLMPIPE_AVX2 bool quantize_x_i8_avx2(const float* x, int64_t in, bool int4, int8_t* x8, float* lane_scale, float* corr) {
+  if (in % (int4 ? 128 : 64) != 0) return false;
+  const int64_t half = in / 2;
+  double c = 0.0;
+  for (int64_t b = 0; b < in / kX8Block; ++b) {
+    const float* xb = x + b * kX8Block;
+    float mx = 0.0f;
+    for (int64_t k = 0; k < kX8Block; ++k) {
+      if (!std::isfinite(xb[k])) return false;
+      mx = std::max(mx, std::fabs(xb[k]));
+    }
+    const float inv = mx > 0.0f ? 127.0f / mx : 1.0f, s = mx > 0.0f ? mx / 127.0f : 1.0f;
+    int32_t sum = 0;
+    for (int64_t k = 0; k < kX8Block; ++k) {
+      const int32_t q = static_cast<int32_t>(std::max(-128.0f, std::min(127.0f, std::nearbyint(xb[k] * inv))));
+      sum += q;
+      if (int4) x8[(k % 2 ? half : 0) + b * (kX8Block / 2) + k / 2] = static_cast<int8_t>(q);
+      else x8[b * kX8Block + k] = static_cast<int8_t>(q);
+    }
+    const int lanes = int4 ? 4 : 8;
+    for (int l = 0; l < lanes; ++l) lane_scale[lanes * b + l] = s;
+    c += static_cast<double>(s) * sum;
+  }
+  *corr = static_cast<float>((int4 ? 8.0 : 128.0) * c);
+  return true;
+}
+
 bool cpu_supports_avx2_kernels() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -304,7 +380,8 @@ GLMPIPE_AVX2 void gemv_rows_avx2(const GemvArgs& a, int64_t r0, int64_t r1) {
     int64_t t = 0;
     for (; t + 4 <= a.tokens; t += 4) tile_any<4>(a, rb, re, t);
     const int64_t left = a.tokens - t;
-    if (a.xq && a.fmt == WeightFormat::kInt4) rows_i16<true>(a, rb, re);  // one token (gemv_forward)
+    if (a.x8 && a.fmt == WeightFormat::kInt4) rows_x8_int4(a, rb, re);  // one token (gemv_forward)
+    else if (a.xq && a.fmt == WeightFormat::kInt4) rows_i16<true>(a, rb, re);
     else if (a.xq && a.fmt == WeightFormat::kInt8) rows_i16<false>(a, rb, re);
     else if (left == 1) tile_any<1>(a, rb, re, t);
     else if (left == 2) tile_any<2>(a, rb, re, t);

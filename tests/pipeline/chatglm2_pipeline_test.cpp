@@ -126,9 +126,9 @@ TEST_F(ChatGLM2Cli, ForwardMatchesIndependentReference) {
     ASSERT_TRUE(got.defined() && want.defined()) << c.name;
     ASSERT_EQ(got.sizes(), want.sizes()) << c.name;
     // The CPU int8/int4 row kernels (model/qgemv*) of the cached one-token steps multiply quantized
-    // activations: int8 per 32-column block on AVX-512 (VNNI; measured 7.3e-3 of the logit range
-    // here), int16 per 256-column block elsewhere (measured 6.2e-5); float paths agree to ~1e-6.
-    const double int4_bound = gemv_isa_for(WeightFormat::kInt4) == KernelIsa::kAvx512 ? 2e-2 : 2e-4;
+    // activations: int8 per 32-column block on AVX-512 and AVX2 (measured 7.3e-3 of the logit range
+    // here), int16 per 256-column block otherwise (measured 6.2e-5); float paths agree to ~1e-6.
+    const double int4_bound = gemv_isa_for(WeightFormat::kInt4) != KernelIsa::kPortable ? 2e-2 : 2e-4;
     EXPECT_LE(rel(got, want), c.name == "int4" ? int4_bound : 1e-5) << c.name;
     if (c.name == "pi32k") pi_32k = got;
     if (c.name == "pi32k_override") base_scale_32k = got;

@@ -55,7 +55,10 @@ void expect_close(const at::Tensor& y, const at::Tensor& ref, const at::Tensor& 
 
 // True when a call takes the int8-activation kernel (see qgemv.h GemvArgs::x8).
 bool int8_activations(int64_t T, int64_t in, int bits) {
-  return T == 1 && in % (bits == 4 ? 128 : 64) == 0 && gemv_isa_for(WeightFormat::kInt8) == KernelIsa::kAvx512;
+  const KernelIsa k = gemv_isa_for(WeightFormat::kInt8);
+  if (T != 1) return false;
+  if (bits == 4) return in % 128 == 0 && (k == KernelIsa::kAvx512 || k == KernelIsa::kAvx2);
+  return in % 64 == 0 && k == KernelIsa::kAvx512;
 }
 
 // x [1, in] rounded as the int8-activation kernels round it: per block of 32 columns, scale
@@ -185,16 +188,16 @@ TEST_P(Kernels, NonContiguousInputAndRejectsBadShapes) {
 INSTANTIATE_TEST_SUITE_P(Paths, Kernels, ::testing::Values(KernelIsa::kPortable, KernelIsa::kAvx2, KernelIsa::kAvx512),
                          [](const auto& info) { return std::string(kernel_isa_name(info.param)); });
 
-// One-token int8/int4 calls on AVX-512 compute exactly on x rounded to int8 per 32-column block
+// One-token int8/int4 calls on AVX-512 (int4 on AVX2) compute exactly on x rounded to int8 per 32-column block
 // (up to fp32 accumulation): checked against the double reference on the rounded x, 1e-4·A, at
 // shapes with 1 to 32 blocks, row counts off the 8-row blocks, scales spanning 6 decades, blocks of
 // zeros, and outliers (one column 50× the rest, as ChatGLM's hidden states have).
-TEST(KernelsCpu, OneTokenInt8ActivationsEqualRoundedReference) {
-  if (!kernel_isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "avx512 kernels: this CPU cannot run them";
-  force_kernel_isa(KernelIsa::kAvx512);
+TEST_P(Kernels, OneTokenInt8ActivationsEqualRoundedReference) {
+  if (GetParam() == KernelIsa::kPortable) GTEST_SKIP() << "the portable kernels keep x in fp32";
   at::manual_seed(14);
   for (int bits : {8, 4})
     for (const Shape& s : {Shape{37, 128}, Shape{19, 4096}, Shape{8, 1152}, Shape{300, 256}}) {
+      if (!int8_activations(1, s.in, bits)) continue;  // AVX2: int4 only
       auto lw = make_quantized_linear(at::randn({s.out, s.in}) * at::logspace(-3, 3, s.out).unsqueeze(1),
                                       at::randn({s.out}), bits);
       auto wf = dequantize(lw.weight, lw.scale, bits, at::kFloat);
@@ -209,20 +212,16 @@ TEST(KernelsCpu, OneTokenInt8ActivationsEqualRoundedReference) {
       auto [exact, absd_exact] = reference(x, wf, lw.bias);
       EXPECT_GT((y.to(at::kDouble) - exact).abs().max().item<double>(), 0.0);
     }
-  force_kernel_isa(std::nullopt);
 }
 
 // Non-finite activations never reach the int8 rounding (its scale would be NaN): the float kernel
 // runs and the NaN/Inf shows in y as it would in the reference.
-TEST(KernelsCpu, OneTokenIntNonFiniteXFallsBack) {
-  if (!kernel_isa_supported(KernelIsa::kAvx512)) GTEST_SKIP() << "avx512 kernels: this CPU cannot run them";
-  force_kernel_isa(KernelIsa::kAvx512);
+TEST_P(Kernels, OneTokenIntNonFiniteXFallsBack) {
   auto lw = make_quantized_linear(at::randn({16, 256}), at::Tensor(), 4);
   auto x = at::randn({1, 256});
   x.index_put_({0, 200}, std::numeric_limits<float>::infinity());
   auto y = linear_forward(x, lw);
   EXPECT_FALSE(at::isfinite(y).all().item<bool>());
-  force_kernel_isa(std::nullopt);
 }
 
 // Every format runs the widest family the CPU has (so every process of a pipeline makes the same
