@@ -10,6 +10,7 @@
 #   PLAN_ACC_SHAPE  make-tiny-model shape (default: 2 full-width ChatGLM-6B blocks, its vocabulary)
 #   PLAN_ACC_SEQ    kv_cache.max_seq_len S (default 512)
 #   PLAN_ACC_RANKS  pipeline sizes (default "1 2 3")
+#   PLAN_ACC_MODEL  reuse a model made with the same shape and --seed 9 (writing the 5.9 GB default takes minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -18,7 +19,8 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/plan_acc.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 shape=${PLAN_ACC_SHAPE:-"--layers 2 --hidden 4096 --heads 32 --inner 16384 --vocab 130528"}
 S=${PLAN_ACC_SEQ:-512}
-$bin make-tiny-model "$work/model" $shape --seed 9 >/dev/null
+model=${PLAN_ACC_MODEL:-$work/model}  # PLAN_ACC_MODEL: a model this script made before (same shape, seed 9)
+[ -n "${PLAN_ACC_MODEL:-}" ] || $bin make-tiny-model "$model" $shape --seed 9 >/dev/null
 ids=$(seq -s, 5 $((S + 2)))  # S - 2 prompt tokens (raw ids: --ids takes no prompt validation)
 mib() { awk -v b="$1" 'BEGIN{printf "%.1f MiB", b/1048576}'; }
 pct() { awk -v p="$1" -v g="$2" 'BEGIN{printf "%+.1f", 100*(g-p)/p}'; }
@@ -33,7 +35,7 @@ for combo in float32: bfloat16: bfloat16:int8 bfloat16:int4; do
   dtype=${combo%%:*}; q=${combo#*:}
   for n in ${PLAN_ACC_RANKS:-1 2 3}; do
     cfg=$work/$dtype$q$n.yaml
-    { echo "model: {path: $work/model, dtype: $dtype${q:+, quantization: $q}}"; echo "ranks:";
+    { echo "model: {path: $model, dtype: $dtype${q:+, quantization: $q}}"; echo "ranks:";
       for i in $(seq $n); do echo "  - {device: cpu, max_memory: 8GiB, threads: 1}"; done
       echo "kv_cache: {max_batch: 1, max_seq_len: $S}"; echo "reserve: {cpu: 64MiB}"
       echo "mpi: {liveness_timeout_s: 1200}"; } > "$cfg"  # a long 1-thread prefill on a loaded machine
