@@ -4,6 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-/tmp/bare_kernels}
-g++ -std=c++17 -O2 -fopenmp -static -D_GLIBCXX_USE_CXX11_ABI=1 -I. -I/usr/include/torch/csrc/api/include \
+# ATen headers of the torch wheel in .venv (scripts/setup.sh), else a system libtorch's
+inc=$(ls -d .venv/lib/python3*/site-packages/torch/include 2>/dev/null | head -1)
+[ -n "$inc" ] || inc=/usr/include
+g++ -std=c++17 -O2 -fopenmp -static -D_GLIBCXX_USE_CXX11_ABI=1 -I. -I"$inc" -I"$inc/torch/csrc/api/include" \
   bench/bare_kernels.cpp model/qgemv_avx2.cpp model/qgemv_avx512.cpp -o "$out"
 echo "built $out"
