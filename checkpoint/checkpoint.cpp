@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "checkpoint/bulk_read.h"
 #include "checkpoint/mapped_file.h"
 #include "checkpoint/safetensors.h"
 #include "checkpoint/torch_zip.h"
@@ -193,6 +194,14 @@ at::Tensor Checkpoint::map(const std::string& name) const {
                        at::TensorOptions().dtype(loc.info.dtype));
 }
 
+at::Tensor Checkpoint::map_resident(const std::string& name) const {
+  at::Tensor view = map(name);  // checks the byte range against the mapping
+  const size_t i = impl_->find(name);
+  const TensorLocation& loc = impl_->locs[i];
+  impl_->shards[impl_->shard_of[i]]->get()->populate(loc.span_begin, loc.span_end - loc.span_begin);
+  return view;
+}
+
 at::Tensor Checkpoint::load_rows(const std::string& name, int64_t row, int64_t n, at::ScalarType dtype) const {
   const size_t i = impl_->find(name);
   const TensorLocation& loc = impl_->locs[i];
@@ -202,12 +211,17 @@ at::Tensor Checkpoint::load_rows(const std::string& name, int64_t row, int64_t n
   at::Tensor out = at::empty(src.sizes(), at::TensorOptions().dtype(dtype));
   out.copy_(src);
   src.reset();
-  if (loc.strides == contiguous_strides(loc.info.shape)) {
-    const uint64_t row_bytes = static_cast<uint64_t>(loc.info.nbytes / loc.info.shape[0]);
-    impl_->shards[impl_->shard_of[i]]->get()->release(loc.data_offset + static_cast<uint64_t>(row) * row_bytes,
-                                                       static_cast<uint64_t>(n) * row_bytes);
-  }
+  release_rows(name, row, n);
   return out;
+}
+
+void Checkpoint::release_rows(const std::string& name, int64_t row, int64_t n) const {
+  const size_t i = impl_->find(name);
+  const TensorLocation& loc = impl_->locs[i];
+  if (loc.info.shape.empty() || loc.info.shape[0] == 0 || loc.strides != contiguous_strides(loc.info.shape)) return;
+  const uint64_t row_bytes = static_cast<uint64_t>(loc.info.nbytes / loc.info.shape[0]);
+  impl_->shards[impl_->shard_of[i]]->get()->release(loc.data_offset + static_cast<uint64_t>(row) * row_bytes,
+                                                     static_cast<uint64_t>(n) * row_bytes);
 }
 
 void Checkpoint::release(const std::string& name) const {
@@ -220,9 +234,17 @@ at::Tensor Checkpoint::load(const std::string& name, at::ScalarType dtype, at::D
   const size_t i = impl_->find(name);
   const TensorLocation& loc = impl_->locs[i];
   std::shared_ptr<MappedFile> file = impl_->shards[impl_->shard_of[i]]->get();
-  at::Tensor src = map(name);
   if (dtype == at::ScalarType::Undefined) dtype = loc.info.dtype;
-  at::Tensor out = at::empty(loc.info.shape, at::TensorOptions().dtype(dtype));
+  at::Tensor out = empty_huge(loc.info.shape, dtype);
+  if (dtype == loc.info.dtype && loc.strides == contiguous_strides(loc.info.shape)) {
+    // Stored as wanted (the int weights of a pre-quantized checkpoint): pread into the final buffer,
+    // the mapping never touched. The file's size was checked at open; read() checks it again.
+    TensorLocation check = loc;
+    check_tensor_in_file(&check, file->size(), file->path());
+    parallel_read(*file, loc.data_offset, static_cast<uint64_t>(loc.info.nbytes), out.data_ptr());
+    return device != at::Device(at::kCPU) ? out.to(device) : out;
+  }
+  at::Tensor src = map(name);
   // The source pages are file-backed and clean: dropping them as we go keeps the transient of a
   // load at one slice (~16 MiB) instead of a whole source tensor (2 GiB for a fp32 embedding), so
   // peak RSS is the bytes kept plus a slice (the planner counts exactly the bytes kept).

@@ -49,12 +49,19 @@ class Checkpoint {
   // (the disk tier: pages are read on use and can be dropped by the kernel). Stays valid while
   // this Checkpoint (or a copy of it) lives.
   at::Tensor map(const std::string& name) const;
+  // map() with every page of the tensor mapped now (read from disk if not cached): a resident,
+  // zero-copy view in the stored dtype (the int weights of a pre-quantized checkpoint, used as
+  // stored). Read-only memory, never written; the kernel may drop its pages under memory pressure
+  // and read them back on use (they are clean file pages, as chatglm.cpp's mmapped weights).
+  at::Tensor map_resident(const std::string& name) const;
   // Rows [row, row + n) (dim 0) converted to `dtype` on the CPU, their source pages released: a large
   // tensor processed slice by slice (quantize-at-load) never holds the whole source.
   at::Tensor load_rows(const std::string& name, int64_t row, int64_t n, at::ScalarType dtype) const;
   // Drops this process's pages of the tensor's bytes (MADV_DONTNEED; the page cache keeps them and
   // the next access to a map() view faults them back in): the disk tier calls it after each use.
   void release(const std::string& name) const;
+  // The same for rows [row, row + n) (dim 0) of a contiguous tensor (others: nothing is dropped).
+  void release_rows(const std::string& name, int64_t row, int64_t n) const;
 
   Checkpoint(Checkpoint&&) noexcept;
   Checkpoint& operator=(Checkpoint&&) noexcept;

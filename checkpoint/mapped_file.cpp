@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -53,9 +54,10 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   if (f->size_ > 0) {
     void* p = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     int err = errno;
-    ::close(fd);
+    if (p == MAP_FAILED) ::close(fd);
     GLMPIPE_CHECK(p != MAP_FAILED) << path << ": mmap failed: " << std::strerror(err);
     f->data_ = static_cast<const uint8_t*>(p);
+    f->fd_ = fd;
   } else {
     ::close(fd);
   }
@@ -73,6 +75,43 @@ std::shared_ptr<MappedFile> MappedFile::wrap(const uint8_t* data, uint64_t size,
 
 MappedFile::~MappedFile() {
   if (data_ && owned_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void MappedFile::populate(uint64_t offset, uint64_t len) const {
+  if (!data_ || !owned_ || len == 0) return;
+  GLMPIPE_CHECK(offset <= size_ && len <= size_ - offset)
+      << path_ << ": bytes [" << offset << ", " << offset + len << ") lie outside the file's " << size_ << " bytes";
+  static const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const uint64_t begin = offset / page * page, end = offset + len;
+  constexpr int kPopulateRead = 22;  // MADV_POPULATE_READ (Linux 5.14; older headers lack the name)
+  void* p = const_cast<uint8_t*>(data_) + begin;
+  if (::madvise(p, end - begin, kPopulateRead) == 0) return;
+  const int err = errno;
+  GLMPIPE_CHECK(err == EINVAL) << path_ << ": cannot read bytes [" << offset << ", " << end << ") into memory: "
+                               << std::strerror(err) << " (the file changed since it was opened?)";
+  // An older kernel: fault the pages in by reading one byte of each (the file's size was checked).
+  volatile uint8_t sink = 0;
+  for (uint64_t o = begin; o < end; o += page) sink = sink + data_[o];
+}
+
+void MappedFile::read(uint64_t offset, uint64_t len, void* dst) const {
+  GLMPIPE_CHECK(offset <= size_ && len <= size_ - offset)
+      << path_ << ": bytes [" << offset << ", " << offset + len << ") lie outside the file's " << size_ << " bytes";
+  if (fd_ < 0) {
+    if (len > 0) std::memcpy(dst, data_ + offset, len);
+    return;
+  }
+  auto* out = static_cast<uint8_t*>(dst);
+  while (len > 0) {
+    const ssize_t n = ::pread(fd_, out, std::min<uint64_t>(len, uint64_t{1} << 30), static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    GLMPIPE_CHECK(n > 0) << path_ << ": cannot read bytes [" << offset << ", " << offset + len << "): "
+                         << (n == 0 ? "the file is shorter than when it was opened (changed since?)" : std::strerror(errno));
+    out += n;
+    offset += static_cast<uint64_t>(n);
+    len -= static_cast<uint64_t>(n);
+  }
 }
 
 void MappedFile::release(uint64_t offset, uint64_t len) const {

@@ -67,14 +67,25 @@ void row_to_float(const at::Tensor& w, int64_t r, int64_t in, float* dst) {
 // (quant_test checks): scale = fp16(amax / qmax) (fp32 division, round to nearest even), q =
 // round-half-even(w / max(scale, 1e-30)) clamped to ±qmax.
 std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits) {
+  GLMPIPE_CHECK(w.dim() == 2) << "quantize_rows: need [out, in] (even in for int4), got " << w.sizes();
+  auto scale = at::empty({w.size(0)}, at::TensorOptions().dtype(at::kHalf));
+  auto q = at::empty({w.size(0), bits == 8 ? w.size(1) : w.size(1) / 2}, at::TensorOptions().dtype(at::kChar));
+  quantize_rows_into(w, bits, q, scale);
+  return {q, scale};
+}
+
+void quantize_rows_into(const at::Tensor& w, int bits, const at::Tensor& q, const at::Tensor& scale) {
   GLMPIPE_CHECK(bits == 4 || bits == 8) << "quantization bits must be 4 or 8, got " << bits;
   GLMPIPE_CHECK(w.dim() == 2 && (bits == 8 || w.size(1) % 2 == 0))
       << "quantize_rows: need [out, in] (even in for int4), got " << w.sizes();
   const at::ScalarType st = w.scalar_type();
   auto wc = (st == at::kFloat || st == at::kHalf || st == at::kBFloat16 ? w : w.to(at::kFloat)).cpu().contiguous();
   const int64_t out = wc.size(0), in = wc.size(1);
-  auto scale = at::empty({out}, at::TensorOptions().dtype(at::kHalf));
-  auto q = at::empty({out, bits == 8 ? in : in / 2}, at::TensorOptions().dtype(at::kChar));
+  GLMPIPE_CHECK(q.is_contiguous() && q.scalar_type() == at::kChar && q.dim() == 2 && q.size(0) == out &&
+                q.size(1) == (bits == 8 ? in : in / 2) && scale.is_contiguous() && scale.scalar_type() == at::kHalf &&
+                scale.numel() == out)
+      << "quantize_rows_into: outputs " << q.sizes() << " " << q.scalar_type() << ", " << scale.sizes() << " "
+      << scale.scalar_type() << " do not fit int" << bits << " of " << wc.sizes();
   const float qmax = bits == 8 ? 127.0f : 7.0f;
   at::Half* sp = scale.data_ptr<at::Half>();
   int8_t* qp = q.data_ptr<int8_t>();
@@ -99,7 +110,6 @@ std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits) {
       }
     }
   });
-  return {q, scale};
 }
 
 std::pair<at::Tensor, at::Tensor> quantize_rows_reference(const at::Tensor& w, int bits) {

@@ -18,6 +18,9 @@ at::Tensor unpack_int4(const at::Tensor& packed);
 // float [out, in] → {stored weight (int8 [out,in] or packed [out,in/2]), scale fp16 [out]}
 // (one pass per row, parallel over rows; fp32/fp16/bf16 input read without a float copy).
 std::pair<at::Tensor, at::Tensor> quantize_rows(const at::Tensor& w, int bits);
+// The same into given buffers: q int8 [out, in] or [out, in/2], scale fp16 [out], both contiguous
+// (quantize-at-load writes row slices of the final weight straight from the mapped file).
+void quantize_rows_into(const at::Tensor& w, int bits, const at::Tensor& q, const at::Tensor& scale);
 // The same with ATen ops (the original definition; tests check quantize_rows is bit-identical).
 std::pair<at::Tensor, at::Tensor> quantize_rows_reference(const at::Tensor& w, int bits);
 // Stored weight + scale → float [out, in] in `dtype`.

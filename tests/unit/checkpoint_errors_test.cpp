@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -228,6 +230,28 @@ TEST_F(CheckpointErrors, NotAZipFile) {
   write_bytes("pytorch_model.bin", std::string(100, 'x'));
   std::string msg = error_of([&] { Checkpoint::open(dir_); });
   EXPECT_CONTAINS(msg, "pytorch_model.bin");
+}
+
+// A shard cut short while it is open (after its first use mapped it): the pread of a tensor loaded
+// as stored and the page population of a resident view both fail with one error naming the file,
+// not a SIGBUS.
+TEST_F(CheckpointErrors, ShardTruncatedAfterMapping) {
+  make(CheckpointFormat::kSafetensors, 1, 8);
+  const std::string path = dir_ + "/model.safetensors";
+  Checkpoint ck = Checkpoint::open(dir_);
+  ck.load("transformer.word_embeddings.weight", at::kFloat);  // maps the shard
+  const std::string name = "transformer.layers.1.mlp.dense_4h_to_h.weight";  // int8, in the last quarter
+  ASSERT_EQ(ck.info(name).dtype, at::kChar);
+  EXPECT_EQ(ck.load(name, at::kChar).numel(), ck.map_resident(name).numel());  // both work before
+  struct stat st;
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  ASSERT_EQ(::truncate(path.c_str(), st.st_size / 4), 0);
+  std::string msg = error_of([&] { ck.load(name, at::kChar); });
+  EXPECT_CONTAINS(msg, path);
+  EXPECT_CONTAINS(msg, "shorter");
+  msg = error_of([&] { ck.map_resident(name); });
+  EXPECT_CONTAINS(msg, path);
+  EXPECT_CONTAINS(msg, "cannot read");
 }
 
 TEST_F(CheckpointErrors, UnknownTensorName) {
