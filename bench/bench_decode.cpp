@@ -1,6 +1,9 @@
 // Batch-1 decode of a full-size ChatGLM-family stack: ms/token, weight bytes read per token, the
 // machine's read bandwidth measured in the same run (8-stream read over 1 GiB,
-// bench/read_bandwidth.h), and the fraction of the bandwidth floor reached.
+// bench/read_bandwidth.h), and the fraction of the bandwidth floor reached: against the best probe of
+// the run (before and after every shape × format) and against the median of short probes taken right
+// before each timed step (the ceiling at that moment: a shared VM's bandwidth moves by tens of percent
+// within minutes).
 //
 //   bench_decode [--shape chatglm-6b|chatglm3-6b|glm4-9b[,…]] [--layers L] [--threads T] [--steps N]
 //                [--formats fp32,bf16,int8,int4] [--prefill P] [--context C]
@@ -68,6 +71,7 @@ struct Result {
   int layers_full = 0;
   double ms_token = 0, bytes_token = 0, resident_gb = 0;
   double prefill_ms_token = 0;  // full-model extrapolation of one prompt's prefill, per prompt token
+  double local_gbs = 0;         // median of the read probes taken between the timed steps
 };
 
 int g_prefill = 128;  // prompt length of the prefill measurement (0: skip)
@@ -133,7 +137,7 @@ int64_t block_bytes(const ModelConfig& full, const std::string& fmt) {
   return one->parameter_bytes();
 }
 
-Result run(const Shape& shape, const std::string& fmt, int layers, int steps) {
+Result run(const Shape& shape, const std::string& fmt, int layers, int steps, int threads) {
   ModelConfig c = shape.config;
   const int layers_full = static_cast<int>(c.num_layers);
   c.num_layers = layers;
@@ -147,8 +151,11 @@ Result run(const Shape& shape, const std::string& fmt, int layers, int steps) {
   int64_t tok = shard->head(h.narrow(0, 3, 1)).argmax(1).item<int64_t>();
   s.past = std::max(4, g_context);  // positions 4.. hold zeros: attention costs the same as with real keys
   s.len = 1;
-  std::vector<double> step_ms, head_ms;
+  std::vector<double> step_ms, head_ms, local;
   for (int i = 0; i < steps; ++i) {
+    // The host's read bandwidth moves by tens of percent within minutes on a shared VM: a short
+    // probe (1 GiB, one round after a warm-up) before each step gives the ceiling at that moment.
+    local.push_back(bench::measure_read_bandwidth(threads, 1).best_gbs);
     const double t0 = now_s();
     auto x = shard->forward_blocks(shard->embed(at::tensor({tok}, at::kLong)), {s}, cache);
     const double t1 = now_s();
@@ -170,6 +177,8 @@ Result run(const Shape& shape, const std::string& fmt, int layers, int steps) {
   r.ms_token = per_layer * layers_full + head;
   r.bytes_token = double(block_bytes(shape.config, fmt)) * layers_full + head_bytes;
   r.resident_gb = resident;
+  std::sort(local.begin(), local.end());
+  r.local_gbs = local[local.size() / 2];
   r.prefill_ms_token = prefill_ms_per_layer(*shard, layers) * layers_full / std::max(g_prefill, 1);
   std::fprintf(stderr, "  %s %s: %d-layer step median %.1f ms (head %.1f ms)\n", shape.name.c_str(), fmt.c_str(),
                layers, med, head);
@@ -224,7 +233,7 @@ int main(int argc, char** argv) {
   std::vector<double> probes{bw};
   for (const Shape& shape : shape_list)
     for (const std::string& f : split_commas(formats)) {
-      results.push_back(run(shape, f, layers, steps));
+      results.push_back(run(shape, f, layers, steps, threads));
       probes.push_back(bench::measure_read_bandwidth(threads).best_gbs);
       bw = std::max(bw, probes.back());
     }
@@ -234,14 +243,15 @@ int main(int argc, char** argv) {
   for (double p : probes) std::printf(" %.1f", p);
   std::printf(" GB/s; floor = bytes / %.1f GB/s (the best)\n\n", bw);
   std::printf("| shape | format | GB read/token (all layers + head) | ms/token (extrapolated) | floor ms | fraction of floor "
+              "| probes between steps GB/s (median) | fraction of their floor "
               "| resident GB (%d layers + emb + head) | prefill ms/prompt token (%d-token prompt) |\n"
-              "|---|---|---|---|---|---|---|---|\n",
+              "|---|---|---|---|---|---|---|---|---|---|\n",
               layers, g_prefill);
   for (const Result& r : results) {
-    const double floor_ms = r.bytes_token / (bw * 1e9) * 1e3;
-    std::printf("| %s (%d layers) | %s | %.2f | %.0f | %.0f | %.2f | %.2f | %.0f |\n", r.shape.c_str(), r.layers_full,
-                r.fmt.c_str(), r.bytes_token / 1e9, r.ms_token, floor_ms, floor_ms / r.ms_token, r.resident_gb,
-                r.prefill_ms_token);
+    const double floor_ms = r.bytes_token / (bw * 1e9) * 1e3, local_ms = r.bytes_token / (r.local_gbs * 1e9) * 1e3;
+    std::printf("| %s (%d layers) | %s | %.2f | %.0f | %.0f | %.2f | %.1f | %.2f | %.2f | %.0f |\n", r.shape.c_str(),
+                r.layers_full, r.fmt.c_str(), r.bytes_token / 1e9, r.ms_token, floor_ms, floor_ms / r.ms_token,
+                r.local_gbs, local_ms / r.ms_token, r.resident_gb, r.prefill_ms_token);
   }
   return 0;
 }
