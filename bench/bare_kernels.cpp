@@ -92,13 +92,8 @@ std::pair<double, double> time_kernel(KernelIsa isa, WeightFormat f, const Shape
   std::vector<int8_t> x8(s.in);
   std::vector<float> x8s(s.in / 4 + 1);
   const bool one_int = f == WeightFormat::kInt8 || f == WeightFormat::kInt4;
-  const bool int4 = f == WeightFormat::kInt4;
-  if (one_int && (isa == KernelIsa::kAvx512 || int4) &&  // as gemv_forward: int8 activations
-      (isa == KernelIsa::kAvx512 ? glmpipe::detail::quantize_x_i8_avx512(x.data(), s.in, int4, x8.data(), x8s.data(), &a.x8_corr)
-                                 : glmpipe::detail::quantize_x_i8_avx2(x.data(), s.in, int4, x8.data(), x8s.data(), &a.x8_corr))) {
-    a.x8 = x8.data();
-    a.x8_lane_scale = x8s.data();
-  } else if (one_int) {  // as quantize_x_i16 in qgemv.cpp
+  const bool have_x8 = one_int && glmpipe::detail::prepare_x8(isa, a, x8.data(), x8s.data());  // as gemv_forward
+  if (one_int && !have_x8) {  // as quantize_x_i16 in qgemv.cpp
     const int64_t half = s.in / 2;
     for (size_t b = 0; b < qs.size(); ++b) {
       float m = 0;

@@ -174,9 +174,9 @@ bool kernel_isa_supported(KernelIsa isa) {
 }
 
 // The widest family the CPU runs, the same in every process (and for every format), so that ranks of
-// a pipeline and a single process agree bit for bit: the families differ in accumulation order, and
-// one-token int8/int4 calls round x to int8 (AVX-512 VNNI) or int16 (AVX2). No start-up timing: the
-// AVX-512 kernels are the faster ones wherever they run (bench/RESULTS_kernels.md).
+// a pipeline and a single process agree bit for bit: the families differ in accumulation order and
+// in how one-token int8 calls round x (int8 on AVX-512, int16 on AVX2). No start-up timing: the
+// AVX-512 kernels are the faster ones wherever they run (bench/RESULTS_family_decode.md).
 KernelIsa gemv_isa_for(WeightFormat) {
   if (g_forced) return *g_forced;
   static const std::optional<KernelIsa> from_env = env_isa();
@@ -240,17 +240,12 @@ at::Tensor gemv_forward(const at::Tensor& x, const at::Tensor& weight, WeightFor
   thread_local std::vector<int16_t> xq;  // reused: no allocation per decode call
   thread_local std::vector<float> xq_scale;
   thread_local std::vector<int8_t> x8;
+  thread_local std::vector<float> x8_lane_scale;
   const bool one_int = fast && T == 1 && (fmt == WeightFormat::kInt8 || fmt == WeightFormat::kInt4);
-  // int8 activations: AVX-512 (VNNI) for int8 and int4 weights, AVX2 for int4 (see qgemv.h GemvArgs::x8)
-  if (one_int && (isa == KernelIsa::kAvx512 || fmt == WeightFormat::kInt4)) {
+  if (one_int) {  // int8 activations where the family has them (qgemv.h GemvArgs::x8)
     x8.resize(in);
-    xq_scale.resize(in / 4 + 1);
-    const bool int4 = fmt == WeightFormat::kInt4;
-    if (isa == KernelIsa::kAvx512 ? detail::quantize_x_i8_avx512(a.x_raw, in, int4, x8.data(), xq_scale.data(), &a.x8_corr)
-                                  : detail::quantize_x_i8_avx2(a.x_raw, in, int4, x8.data(), xq_scale.data(), &a.x8_corr)) {
-      a.x8 = x8.data();
-      a.x8_lane_scale = xq_scale.data();
-    }
+    x8_lane_scale.resize(in / 4 + 1);
+    detail::prepare_x8(isa, a, x8.data(), x8_lane_scale.data());
   }
   if (one_int && !a.x8 && quantize_x_i16(a.x_raw, in, fmt == WeightFormat::kInt4, xq, xq_scale)) {
     a.xq = xq.data();

@@ -98,6 +98,21 @@ constexpr int64_t kX8Block = 32;
 bool quantize_x_i8_avx512(const float* x, int64_t in, bool int4, int8_t* x8, float* lane_scale, float* corr);
 // The same on AVX2 (value for value); the AVX2 family uses int8 activations for int4 only.
 bool quantize_x_i8_avx2(const float* x, int64_t in, bool int4, int8_t* x8, float* lane_scale, float* corr);
+// Fills a.x8 / a.x8_lane_scale / a.x8_corr for a one-token call of family `isa` when that family has
+// an int8-activation kernel for a.fmt (AVX-512: int8 and int4, AVX2: int4) and the shape and x allow
+// it; false leaves `a` unchanged. x8 [in] and lane_scale [in / 4 + 1] are the caller's buffers.
+inline bool prepare_x8(KernelIsa isa, GemvArgs& a, int8_t* x8, float* lane_scale) {
+  const bool int4 = a.fmt == WeightFormat::kInt4;
+  if (a.tokens != 1 || !(int4 || a.fmt == WeightFormat::kInt8)) return false;
+  const bool ok = isa == KernelIsa::kAvx512 ? quantize_x_i8_avx512(a.x_raw, a.in, int4, x8, lane_scale, &a.x8_corr)
+                  : isa == KernelIsa::kAvx2 && int4 ? quantize_x_i8_avx2(a.x_raw, a.in, int4, x8, lane_scale, &a.x8_corr)
+                                                    : false;
+  if (ok) {
+    a.x8 = x8;
+    a.x8_lane_scale = lane_scale;
+  }
+  return ok;
+}
 
 // Computes y rows [r0, r1) for all tokens.
 void gemv_rows_avx512(const GemvArgs& a, int64_t r0, int64_t r1);
